@@ -1,0 +1,1 @@
+//! raven-cni library
