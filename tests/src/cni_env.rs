@@ -226,27 +226,28 @@ impl CniEnv {
         cmd::run_command(self.cnitool_command(args), None).map(CniOutput)
     }
 
-    /// Runs add/check/del for `pod` with an explicit netns path ("" allowed) and extra flags.
+    /// Runs add/check/del for `pod` with an explicit netns path ("" allowed); `extra` flags come
+    /// last, so they override the defaults (Go's flag package keeps the last value).
     pub fn pod_op(&self, op: &str, pod: &Pod, netns: &str, extra: &[&str]) -> Result<CniOutput> {
-        let mut args: Vec<String> = [op, self.spec.network.as_str(), netns]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(
-            [
-                "--container-id",
-                &pod.container_id,
-                "--ifname",
-                &pod.ifname,
-                "--cni-args",
-                &pod.cni_args(),
-            ]
-            .iter()
-            .chain(extra)
-            .map(|s| s.to_string()),
-        );
-        args.push("--cache-dir".to_string());
-        args.push(self.cache_dir().to_string_lossy().into_owned());
+        let cache = self.cache_dir().to_string_lossy().into_owned();
+        let cni_args = pod.cni_args();
+        let mut args: Vec<String> = [
+            op,
+            self.spec.network.as_str(),
+            netns,
+            "--container-id",
+            &pod.container_id,
+            "--ifname",
+            &pod.ifname,
+            "--cni-args",
+            &cni_args,
+            "--cache-dir",
+            &cache,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
         self.cnitool(&args)
     }
 

@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod netns;
 pub mod nodestate;
 pub mod paths;
+pub mod plugin;
 pub mod require;
 pub mod stats;
 
