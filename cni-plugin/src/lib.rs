@@ -12,6 +12,7 @@ pub mod error;
 pub mod netlink;
 pub mod netns;
 pub mod record;
+pub mod refresh;
 pub mod result;
 pub mod routes;
 pub mod sync;
