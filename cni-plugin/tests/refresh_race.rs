@@ -48,9 +48,7 @@ fn publish(path: &Path, generation: u64, prefixes: &[String]) {
         mtu: 1400 - (generation % 10) as u32,
         updated_at: 0,
     };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, state.to_json()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    state.publish(path).unwrap();
 }
 
 fn routes_in(ns: &str) -> BTreeSet<(String, u64)> {
