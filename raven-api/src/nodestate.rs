@@ -123,6 +123,40 @@ impl NodeState {
         out
     }
 
+    /// Publishes the state at `path` atomically: temporary file in the same directory, fsync,
+    /// rename over the old file, fsync of the directory. Readers see the old or the new file,
+    /// never a torn one, and a crash after return cannot bring the old one back.
+    pub fn publish(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("node-state.json");
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)?;
+            f.write_all(&self.to_json())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
     /// The remote prefixes of one address family, in file order.
     pub fn prefixes_of_family(&self, ip: IpAddr) -> impl Iterator<Item = &IpNetwork> {
         let v4 = ip.is_ipv4();
@@ -194,6 +228,24 @@ mod tests {
     fn missing_file_is_none() {
         let dir = std::env::temp_dir().join("raven-api-nodestate-missing");
         assert!(NodeState::load(&dir.join("nope.json")).unwrap().is_none());
+    }
+
+    #[test]
+    fn publish_replaces_atomically() {
+        let dir = std::env::temp_dir().join(format!("raven-api-publish-{}", std::process::id()));
+        let path = dir.join("state.json");
+        let mut s = sample();
+        s.publish(&path).unwrap();
+        s.generation = 8;
+        s.publish(&path).unwrap();
+        assert_eq!(NodeState::load(&path).unwrap(), Some(s));
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("state.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
