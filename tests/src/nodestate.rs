@@ -50,9 +50,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).context(|| format!("renaming into {}", path.display()))
 }
 
-/// Publishes `state` at `path`.
+/// Publishes `state` at `path` with the contract's own writer (the one raven-node uses).
 pub fn publish(path: &Path, state: &NodeState) -> Result<()> {
-    write_atomic(path, &state.to_json())
+    state
+        .publish(path)
+        .context(|| format!("publishing node state at {}", path.display()))
 }
 
 #[cfg(test)]
