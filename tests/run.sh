@@ -15,17 +15,7 @@ if [[ $EUID -ne 0 ]]; then
     exit 1
 fi
 
-# Under sudo, cargo usually lives in the invoking user's home.
-if ! command -v cargo >/dev/null; then
-    for home in "$HOME" ${SUDO_USER:+"$(getent passwd "$SUDO_USER" | cut -d: -f6)"}; do
-        if [[ -x "$home/.cargo/bin/cargo" ]]; then
-            export PATH="$home/.cargo/bin:$PATH"
-            [[ -d "$home/.rustup" ]] && export RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}"
-            break
-        fi
-    done
-fi
-command -v cargo >/dev/null || { echo "cargo not found: install rustup (toolchain pinned in rust-toolchain.toml)" >&2; exit 1; }
+source tests/cargo-env.sh
 
 section "Debian packages"
 tests/install-deps.sh
