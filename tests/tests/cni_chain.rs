@@ -554,6 +554,41 @@ fn gc_keeps_valid_attachments_and_drops_the_others() {
     assert_nothing_left(&env);
 }
 
+/// Runtimes built on libcni before cni#1103 send the list as `cni.dev/attachments`.
+#[test]
+fn gc_accepts_the_older_attachments_key() {
+    let env = lab("1.1.0");
+    publish(&env, GENERATION, &REMOTE, MTU);
+    let keep = env.new_pod("keep").expect("pod");
+    let stale = env.new_pod("stale").expect("pod");
+    add_ok(&env, &keep);
+    add_ok(&env, &stale);
+    let raven = env.spec().raven.as_ref().expect("raven in the list");
+    let mut stdin = raven.plugin_object();
+    stdin["cniVersion"] = json!("1.1.0");
+    stdin["name"] = json!(env.spec().network);
+    stdin["cni.dev/attachments"] =
+        json!([{"containerID": keep.container_id, "ifname": keep.ifname}]);
+    let call = CniCall {
+        command: "GC",
+        path: env.cni_path(),
+        ..CniCall::default()
+    };
+    call.run(&paths::raven_cni_bin(), stdin.to_string().as_bytes())
+        .expect("run")
+        .into_ok()
+        .expect("GC");
+    assert!(
+        env.read_record(&keep).expect("read").is_some(),
+        "valid record dropped"
+    );
+    assert_attachment_gone(&env, &stale);
+    del_ok(&env, &keep);
+    del_ok(&env, &stale);
+    drop(stale);
+    assert_nothing_left(&env);
+}
+
 #[test]
 fn status_succeeds_by_default_even_without_node_state() {
     let env = lab("1.1.0");

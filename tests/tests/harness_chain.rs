@@ -5,7 +5,7 @@
 //! change in Debian's plugins or in the harness shows up here and not as a puzzling raven-cni
 //! failure. Needs root.
 
-use raven_tests::{CniEnv, kernel, require_root};
+use raven_tests::{CniEnv, Netns, kernel, require_root};
 
 fn lab(version: &str) -> CniEnv {
     require_root();
@@ -110,4 +110,28 @@ fn check_on_0_3_1_is_refused_by_libcni() {
         "{err:?}"
     );
     env.del(&pod).expect("run").ok().expect("DEL");
+}
+
+#[test]
+fn netns_runs_commands_inside_and_removes_itself() {
+    require_root();
+    let ns = Netns::new("selftest").expect("netns");
+    let path = ns.path();
+    assert!(path.exists());
+    assert!(ns.name().contains(&std::process::id().to_string()));
+    // Inside, only loopback exists (and it is up).
+    let links = kernel::links(&ns).expect("links");
+    assert_eq!(
+        links.iter().map(|l| l.ifname.as_str()).collect::<Vec<_>>(),
+        ["lo"]
+    );
+    let err = ns.exec(&["sh", "-c", "echo oops >&2; exit 4"]).unwrap_err();
+    assert!(
+        err.message().contains("oops") && err.message().contains(ns.name()),
+        "{err}"
+    );
+    let other = Netns::new("selftest").expect("second netns");
+    assert_ne!(other.name(), ns.name());
+    drop(ns);
+    assert!(!path.exists(), "netns not removed on drop");
 }
