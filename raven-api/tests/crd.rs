@@ -52,7 +52,12 @@ fn shape(crd: &Value) -> Vec<String> {
     let names = &spec["names"];
     let join = |v: &Value| {
         v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default()
     };
     out.push(format!(
@@ -65,7 +70,11 @@ fn shape(crd: &Value) -> Vec<String> {
         join(&names["categories"]),
         s(&spec["scope"]),
     ));
-    let mut versions: Vec<&Value> = spec["versions"].as_array().expect("versions").iter().collect();
+    let mut versions: Vec<&Value> = spec["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .collect();
     versions.sort_by_key(|v| s(&v["name"]));
     for v in versions {
         let name = s(&v["name"]);
@@ -109,7 +118,13 @@ fn walk(version: &str, path: &str, node: &Value, required: bool, out: &mut Vec<S
             } else {
                 format!("{path}.{name}")
             };
-            walk(version, &child, &props[name.as_str()], req.contains(&name.as_str()), out);
+            walk(
+                version,
+                &child,
+                &props[name.as_str()],
+                req.contains(&name.as_str()),
+                out,
+            );
         }
     }
     if let Some(items) = node.get("items") {
@@ -156,22 +171,37 @@ fn printer_columns_and_conversion() {
         columns("v1beta1"),
         vec![
             ("ExposeType".into(), ".spec.exposeType".into()),
-            ("Tunnel".into(), r#".status.activeEndpoints[?(@.type=="tunnel")].nodeName"#.into()),
-            ("Proxy".into(), r#".status.activeEndpoints[?(@.type=="proxy")].nodeName"#.into()),
+            (
+                "Tunnel".into(),
+                r#".status.activeEndpoints[?(@.type=="tunnel")].nodeName"#.into()
+            ),
+            (
+                "Proxy".into(),
+                r#".status.activeEndpoints[?(@.type=="proxy")].nodeName"#.into()
+            ),
             ("Age".into(), ".metadata.creationTimestamp".into()),
         ]
     );
     assert_eq!(
         columns("v1alpha1"),
         vec![
-            ("ActiveEndpoint".into(), ".status.activeEndpoint.nodeName".into()),
+            (
+                "ActiveEndpoint".into(),
+                ".status.activeEndpoint.nodeName".into()
+            ),
             ("Age".into(), ".metadata.creationTimestamp".into()),
         ]
     );
     let conversion = &crd["spec"]["conversion"];
     assert_eq!(conversion["strategy"], "Webhook");
-    assert_eq!(conversion["webhook"]["conversionReviewVersions"], serde_json::json!(["v1"]));
-    assert_eq!(conversion["webhook"]["clientConfig"]["service"]["path"], "/convert");
+    assert_eq!(
+        conversion["webhook"]["conversionReviewVersions"],
+        serde_json::json!(["v1"])
+    );
+    assert_eq!(
+        conversion["webhook"]["clientConfig"]["service"]["path"],
+        "/convert"
+    );
     // Exactly one storage version, and it is the hub.
     let storage: Vec<String> = crd["spec"]["versions"]
         .as_array()
@@ -187,6 +217,9 @@ fn printer_columns_and_conversion() {
 fn schema_has_no_defaults_or_nullable() {
     let yaml = crd_yaml().expect("CRD");
     for word in ["default:", "nullable:", "$ref", "anyOf", "oneOf", "title:"] {
-        assert!(!yaml.contains(word), "generated CRD must not contain {word:?}");
+        assert!(
+            !yaml.contains(word),
+            "generated CRD must not contain {word:?}"
+        );
     }
 }

@@ -42,8 +42,7 @@ use crate::wellknown::{
 pub const CRD_PATH: &str = "deploy/crds/raven.openyurt.io_gateways.yaml";
 
 /// The command that regenerates [`CRD_PATH`] (run from the workspace root).
-pub const REGENERATE_COMMAND: &str =
-    "cargo run -p raven-api --features kube --bin crdgen -- deploy/crds/raven.openyurt.io_gateways.yaml";
+pub const REGENERATE_COMMAND: &str = "cargo run -p raven-api --features kube --bin crdgen -- deploy/crds/raven.openyurt.io_gateways.yaml";
 
 /// Why the CRD could not be built.
 #[derive(Debug)]
@@ -170,7 +169,12 @@ fn version(
     }
 }
 
-fn column(name: &str, type_: &str, path: &str, description: &str) -> CustomResourceColumnDefinition {
+fn column(
+    name: &str,
+    type_: &str,
+    path: &str,
+    description: &str,
+) -> CustomResourceColumnDefinition {
     CustomResourceColumnDefinition {
         name: name.to_owned(),
         type_: type_.to_owned(),
@@ -210,7 +214,8 @@ fn root_schema<Spec: JsonSchema, Status: JsonSchema>() -> Result<JSONSchemaProps
             "status": schema_of::<Status>()?,
         },
     });
-    serde_json::from_value(root).map_err(|e| CrdError(format!("schema is not JSONSchemaProps: {e}")))
+    serde_json::from_value(root)
+        .map_err(|e| CrdError(format!("schema is not JSONSchemaProps: {e}")))
 }
 
 /// Marks `spec.nodeSelector` and its lists atomic, as Kubernetes declares `LabelSelector`
