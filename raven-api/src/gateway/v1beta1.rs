@@ -24,7 +24,8 @@ gateway_root!(VERSION_V1BETA1, API_VERSION_V1BETA1);
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     /// Label query over the nodes of this gateway's network domain. Informational: membership
-    /// is the node label raven.openyurt.io/gateway=<name>, which defaulting also puts here.
+    /// is the node label raven.openyurt.io/gateway set to the gateway name, which defaulting
+    /// also puts here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
     /// Layer-7 proxy settings.
