@@ -47,11 +47,13 @@ pub fn find_cnitool() -> Result<PathBuf> {
 }
 
 /// Panicking form of [`find_raven_cni`] for tests.
+#[track_caller]
 pub fn raven_cni_bin() -> PathBuf {
     find_raven_cni().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Panicking form of [`find_cnitool`] for tests.
+#[track_caller]
 pub fn cnitool_bin() -> PathBuf {
     find_cnitool().unwrap_or_else(|e| panic!("{e}"))
 }

@@ -29,6 +29,7 @@ pub fn check_root() -> Result<()> {
 }
 
 /// Panicking form of [`check_root`] for tests.
+#[track_caller]
 pub fn require_root() {
     check_root().unwrap_or_else(|e| panic!("{e}"));
 }
@@ -68,6 +69,7 @@ pub fn check_tool(tool: &str) -> Result<PathBuf> {
 }
 
 /// Panicking form of [`check_tool`] for tests.
+#[track_caller]
 pub fn require_tool(tool: &str) -> PathBuf {
     check_tool(tool).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -87,6 +89,7 @@ pub fn check_debian_cni_plugins() -> Result<()> {
 }
 
 /// Panicking form of [`check_debian_cni_plugins`] for tests.
+#[track_caller]
 pub fn require_debian_cni_plugins() {
     check_debian_cni_plugins().unwrap_or_else(|e| panic!("{e}"));
 }
