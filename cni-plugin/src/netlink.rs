@@ -35,9 +35,16 @@ pub struct RouteSocket {
 }
 
 impl RouteSocket {
-    /// Opens a socket in the calling thread's network namespace.
-    pub fn open_here() -> io::Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
+    /// Creates the raw socket in the calling thread's network namespace. Kept separate from
+    /// [`RouteSocket::from_socket`] so that a helper thread in another namespace only makes this
+    /// one system call and allocates nothing (a first allocation in a new thread costs a whole
+    /// malloc arena).
+    pub fn create_here() -> io::Result<Socket> {
+        Socket::new(NETLINK_ROUTE)
+    }
+
+    /// Binds and connects a socket made by [`RouteSocket::create_here`], from any thread.
+    pub fn from_socket(mut socket: Socket) -> io::Result<Self> {
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
         Ok(Self {

@@ -84,24 +84,32 @@ fn refuse_own_namespace(target: &File, path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stack of the helper thread: it makes two system calls, so a few pages are plenty.
+const HELPER_STACK: usize = 64 * 1024;
+
 /// Creates a rtnetlink socket bound to the namespace `ns`, from a helper thread.
 pub fn open_route_socket(ns: &File) -> Result<RouteSocket> {
     let fd = ns.try_clone().map_err(|e| CniError::io("netns fd", &e))?;
     let handle = std::thread::Builder::new()
-        .name("raven-cni-netns".into())
-        .spawn(move || -> std::result::Result<RouteSocket, String> {
-            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
-            RouteSocket::open_here().map_err(|e| format!("netlink socket: {e}"))
-        })
+        .stack_size(HELPER_STACK)
+        .spawn(
+            move || -> std::result::Result<netlink_sys::Socket, (&'static str, std::io::Error)> {
+                setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| ("setns", std::io::Error::from(e)))?;
+                RouteSocket::create_here().map_err(|e| ("netlink socket", e))
+            },
+        )
         .map_err(|e| CniError::io("spawn netns thread", &e))?;
-    handle
+    let socket = handle
         .join()
         .map_err(|_| CniError::new(code::IO, "netns helper thread panicked", ""))?
-        .map_err(|e| {
+        .map_err(|(what, e)| {
             CniError::new(
                 code::IO,
                 "cannot open netlink in the pod's network namespace",
-                e,
+                format!("{what}: {e}"),
             )
-        })
+        })?;
+    RouteSocket::from_socket(socket)
+        .map_err(|e| CniError::new(code::IO, "netlink socket", e.to_string()))
 }
