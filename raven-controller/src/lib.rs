@@ -7,10 +7,12 @@
 //! - [`domains`]: which network domains exist, the Gateways that represent them and which nodes
 //!   carry which `raven.openyurt.io/gateway` label;
 //! - [`election`]: the active endpoints and member nodes written into a Gateway's status, with
-//!   the "changed?" test and the transition events.
+//!   the "changed?" test and the transition events;
+//! - [`triggers`]: which Gateways a Node or `raven-cfg` change re-elects.
 //!
 //! The kube-rs reconcilers that observe the cluster and apply these plans build on this core.
 
 pub mod domains;
 pub mod election;
 pub mod model;
+pub mod triggers;
