@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod cni_env;
 pub mod error;
 pub mod kernel;
+pub mod kube;
 pub mod netns;
 pub mod nodestate;
 pub mod paths;

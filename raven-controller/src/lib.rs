@@ -1,0 +1,18 @@
+//! `raven-controller`: the Raven control plane.
+//!
+//! Shape: observe → pure plan → apply. This library holds the pure planning core, which does no
+//! I/O and is table-tested:
+//! - [`model`]: the observed inputs (nodes, node pools, leases) reduced to what planning needs,
+//!   and their extraction from Kubernetes objects;
+//! - [`domains`]: which network domains exist, the Gateways that represent them and which nodes
+//!   carry which `raven.openyurt.io/gateway` label;
+//! - [`election`]: the active endpoints and member nodes written into a Gateway's status, with
+//!   the "changed?" test and the transition events;
+//! - [`triggers`]: which Gateways a Node or `raven-cfg` change re-elects.
+//!
+//! The kube-rs reconcilers that observe the cluster and apply these plans build on this core.
+
+pub mod domains;
+pub mod election;
+pub mod model;
+pub mod triggers;
