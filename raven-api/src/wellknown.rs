@@ -132,6 +132,14 @@ pub const PROXY_INTERNAL_SERVICE: &str = "x-raven-proxy-internal-svc";
 pub const PROXY_SERVICE_NAME_PREFIX: &str = "x-raven-proxy-svc";
 /// Prefix of the per-active-endpoint tunnel LoadBalancer Services (`<prefix>-<gw>-<suffix>`).
 pub const TUNNEL_SERVICE_NAME_PREFIX: &str = "x-raven-tunnel-svc";
+/// Ours (not upstream, whose webhook is `yurt-manager-webhook-service`): the Service in
+/// [`WORKING_NAMESPACE`] through which the API server reaches raven-controller's CRD conversion
+/// webhook. Written into the generated CRD; the controller's deployment must match it.
+pub const CONVERSION_WEBHOOK_SERVICE: &str = "raven-controller-webhook";
+/// HTTP path of the CRD conversion webhook (same as upstream).
+pub const CONVERSION_WEBHOOK_PATH: &str = "/convert";
+/// Service port of the conversion webhook.
+pub const CONVERSION_WEBHOOK_PORT: u16 = 443;
 /// Legacy v1alpha1 Service name (`kube-system/raven-agent-service`); used by no controller.
 pub const LEGACY_AGENT_SERVICE: &str = "raven-agent-service";
 /// Port-name prefix of internal-Service HTTP ports (`http-<port>`).

@@ -27,7 +27,8 @@ pub struct GatewaySpec {
     /// Label query over the nodes of this gateway's network domain (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
-    /// Candidate gateway endpoints. Required; always written.
+    /// Candidate gateway endpoints.
+    // Required by the CRD, so always written (`[]` when empty).
     #[serde(deserialize_with = "null_as_default")]
     pub endpoints: Vec<Endpoint>,
     /// How the gateway is exposed to other network domains.

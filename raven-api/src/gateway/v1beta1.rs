@@ -24,13 +24,16 @@ gateway_root!(VERSION_V1BETA1, API_VERSION_V1BETA1);
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     /// Label query over the nodes of this gateway's network domain. Informational: membership
-    /// is the node label raven.openyurt.io/gateway=<name>, which defaulting also puts here.
+    /// is the node label raven.openyurt.io/gateway set to the gateway name, which defaulting
+    /// also puts here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
-    /// Layer-7 proxy settings. Always written (Go has no pointer here).
+    /// Layer-7 proxy settings.
+    // Always written: Go has no pointer here, so Go clients always send it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub proxy_config: ProxyConfiguration,
-    /// Layer-3 tunnel settings. Always written (Go has no pointer here).
+    /// Layer-3 tunnel settings.
+    // Always written: Go has no pointer here, so Go clients always send it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub tunnel_config: TunnelConfiguration,
     /// Candidate gateway endpoints; active ones are elected from this list.
@@ -48,7 +51,8 @@ pub struct GatewaySpec {
 /// Layer-7 proxy configuration of a Gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProxyConfiguration {
-    /// How many proxy endpoints to elect active. The key is capitalised on the wire.
+    /// How many proxy endpoints to elect active.
+    // The JSON key is `Replicas`, capitalised, as in upstream's Go tag.
     #[serde(rename = "Replicas")]
     #[schemars(schema_with = "go_int")]
     pub replicas: i64,
@@ -71,14 +75,15 @@ pub struct ProxyConfiguration {
 /// Layer-3 tunnel configuration of a Gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TunnelConfiguration {
-    /// How many tunnel endpoints to elect active (0 or 1). The key is capitalised on the wire.
+    /// How many tunnel endpoints to elect active: 0 or 1.
+    // The JSON key is `Replicas`, capitalised, as in upstream's Go tag.
     #[serde(rename = "Replicas")]
     #[schemars(schema_with = "go_int")]
     pub replicas: i64,
 }
 
-/// One candidate gateway endpoint: a node that can serve the proxy or the tunnel of its domain.
-/// Active endpoints in status are copies of these, with `config` extended by the controller.
+/// A gateway endpoint: a node that can serve the proxy or the tunnel of its domain. Active
+/// endpoints in status are copies of spec endpoints, with `config` extended by the controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
@@ -140,11 +145,13 @@ pub struct GatewayStatus {
 pub struct NodeInfo {
     /// Node name.
     pub node_name: String,
-    /// First InternalIP of the node; "" when it has none. Always written.
+    /// First InternalIP address of the node, or empty when it has none.
+    // Always written, even empty: the CRD requires it.
     #[serde(rename = "privateIP")]
     pub private_ip: String,
-    /// Pod CIDRs of the node (plus extra allowed source CIDRs on the active tunnel node).
-    /// Always written; may contain "" when the node has no pod CIDR.
+    /// Pod CIDRs of the node, plus the extra allowed source CIDRs on the active tunnel node.
+    /// Contains an empty string when the node has no pod CIDR.
+    // Always written, even empty: the CRD requires it. `null` (Go's nil slice) reads as empty.
     #[serde(deserialize_with = "null_as_default")]
     pub subnets: Vec<String>,
 }
