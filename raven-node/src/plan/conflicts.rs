@@ -25,10 +25,10 @@ use super::prefix::V4Prefix;
 /// several owners, the first one in this order is named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Owner {
-    /// A subnet of a local node (index into the local domain's nodes).
-    LocalSubnet { node: u32 },
-    /// The private IP of a local node.
+    /// The private IP of a local node (index into the local domain's nodes).
     LocalNode { node: u32 },
+    /// A subnet of a local node.
+    LocalSubnet { node: u32 },
     /// [`super::Options::protected_prefixes`] entry.
     Protected,
     /// A reserved range.
