@@ -427,7 +427,7 @@ fn no_active_endpoint_yet() {
 #[test]
 fn active_endpoint_not_a_member() {
     let ghost = cloud().active("ghost", "1.2.3.4");
-    let p = run(&[ghost.clone()], "cloud-1", &ipsec());
+    let p = run(std::slice::from_ref(&ghost), "cloud-1", &ipsec());
     assert_eq!(
         p.role,
         Role::Inactive {
