@@ -203,6 +203,9 @@ fn cloud_1(case: &Case) -> NodePlan {
                 gateway: "gw-edge".into(),
                 prefixes: nets(&["10.244.2.0/23"]),
                 via: 0,
+                under_nat: true,
+                // No NAT traversal: no edge-to-edge.
+                hole_punching: None,
             }],
             peers: vec![TunnelPeer {
                 gateway: "gw-edge".into(),
@@ -224,9 +227,10 @@ fn cloud_1(case: &Case) -> NodePlan {
                 // Passed for both drivers (issue 7's IPsec keys may build on it).
                 public_key: Some(EDGE_KEY.into()),
                 domains: vec![0],
-                // We are central, but gw-edge is the only NATed domain: nothing to relay.
-                transit: vec![],
             }],
+            // We are central (relays NATed domains to each other); gw-edge is the only NATed
+            // domain, so there is nothing to relay yet (checked below).
+            relays: true,
         }),
         pod_routes: PodRoutes::new(nets(&["10.244.2.0/23"]), case.mtu),
         warnings: vec![],
@@ -279,6 +283,8 @@ fn edge_1(case: &Case) -> NodePlan {
                 gateway: "gw-cloud".into(),
                 prefixes: nets(&["10.244.0.0/23"]),
                 via: 0,
+                under_nat: false,
+                hole_punching: None,
             }],
             peers: vec![TunnelPeer {
                 gateway: "gw-cloud".into(),
@@ -295,8 +301,8 @@ fn edge_1(case: &Case) -> NodePlan {
                 initiator: true,
                 public_key: Some(CLOUD_KEY.into()),
                 domains: vec![0],
-                transit: vec![],
             }],
+            relays: false,
         }),
         pod_routes: PodRoutes::new(nets(&["10.244.0.0/23"]), case.mtu),
         warnings: vec![],
@@ -309,6 +315,11 @@ fn check(case: &Case) {
     for expected in [cloud_1(case), cloud_2(case), edge_1(case), edge_2(case)] {
         let got = plan(&gateways, &expected.node, &options).expect("valid options");
         assert_eq!(got, expected, "{} with {:?}", expected.node, case.driver);
+        if let Some(t) = &got.tunnel {
+            for peer in &t.peers {
+                assert_eq!(t.transit_domains(peer).count(), 0, "{}", expected.node);
+            }
+        }
     }
 }
 

@@ -144,23 +144,31 @@ fn upstream_usable(ep: &Endpoint<'_>, options: &Options) -> bool {
                 && (ep.public_port.is_some() || ep.nat_type == NatType::Symmetric)))
 }
 
+/// The NAT type of an endpoint that can take part in edge-to-edge tunnels: NAT traversal on,
+/// behind NAT, usable by upstream's rule, a public IP that parses and a known NAT type.
+fn hole_punching<'e>(ep: &'e Endpoint<'_>, options: &Options) -> Option<&'e NatType> {
+    (options.nat_traversal
+        && ep.under_nat
+        && upstream_usable(ep, options)
+        && ep.public_ip.is_some()
+        && ep.nat_type.known())
+    .then_some(&ep.nat_type)
+}
+
+/// Whether two hole-punching NAT types can meet: not (Symmetric, Symmetric), (Symmetric, Port
+/// Restricted) or (Port Restricted, Symmetric).
+fn punchable(a: &NatType, b: &NatType) -> bool {
+    use NatType::{PortRestrictedCone as Prc, Symmetric as Sym};
+    !matches!((a, b), (Sym, Sym) | (Sym, Prc) | (Prc, Sym))
+}
+
 /// Upstream's `EnableCreateEdgeConnection`, plus what dialing needs (both public IPs parse).
 /// Symmetric in its arguments, so both ends of a pair decide the same.
 pub(crate) fn edge_allowed(a: &Endpoint<'_>, b: &Endpoint<'_>, options: &Options) -> bool {
-    use NatType::{PortRestrictedCone as Prc, Symmetric as Sym};
-    options.nat_traversal
-        && a.under_nat
-        && b.under_nat
-        && upstream_usable(a, options)
-        && upstream_usable(b, options)
-        && a.public_ip.is_some()
-        && b.public_ip.is_some()
-        && a.nat_type.known()
-        && b.nat_type.known()
-        && !matches!(
-            (&a.nat_type, &b.nat_type),
-            (Sym, Sym) | (Sym, Prc) | (Prc, Sym)
-        )
+    match (hole_punching(a, options), hole_punching(b, options)) {
+        (Some(x), Some(y)) => punchable(x, y),
+        _ => false,
+    }
 }
 
 /// Upstream's `FindCentralGwFn`: among usable endpoints, the last non-NATed one by node name
@@ -330,6 +338,11 @@ pub struct RemoteDomain {
     pub prefixes: Vec<IpNetwork>,
     /// Index in [`TunnelPlan::peers`] of the peer that carries it.
     pub via: usize,
+    /// Behind NAT.
+    pub under_nat: bool,
+    /// Its NAT type when it can do edge-to-edge tunnels (NAT traversal on, NAT information and
+    /// public IP published); `None` otherwise.
+    pub hole_punching: Option<NatType>,
 }
 
 /// One tunnel peer of this gateway.
@@ -358,12 +371,9 @@ pub struct TunnelPeer {
     pub initiator: bool,
     /// `config.publicKey` of the peer (well-formed base64 of 32 bytes), whatever the driver.
     pub public_key: Option<String>,
-    /// Indices into [`TunnelPlan::domains`] reached through this peer: its own domain, plus the
-    /// NATed domains it relays for us when it is the central gateway.
+    /// Indices into [`TunnelPlan::domains`] reached through this peer: its own domain first,
+    /// then the NATed domains it relays for us when it is the central gateway.
     pub domains: Vec<usize>,
-    /// Indices into [`TunnelPlan::domains`] this peer reaches through us (we are the central
-    /// gateway): IPsec adds them to our side of the selectors.
-    pub transit: Vec<usize>,
 }
 
 /// Everything the tunnel driver of a gateway needs.
@@ -383,6 +393,9 @@ pub struct TunnelPlan {
     pub domains: Vec<RemoteDomain>,
     /// Peers, sorted by gateway name.
     pub peers: Vec<TunnelPeer>,
+    /// We are the central gateway: NATed peers reach each other through us (see
+    /// [`TunnelPlan::transit_domains`]).
+    pub relays: bool,
 }
 
 impl TunnelPlan {
@@ -393,9 +406,33 @@ impl TunnelPlan {
             .flat_map(|&d| self.domains[d].prefixes.iter())
     }
 
-    /// The domains a peer reaches through us.
-    pub fn transit_domains(&self, peer: &TunnelPeer) -> impl Iterator<Item = &RemoteDomain> {
-        peer.transit.iter().map(|&d| &self.domains[d])
+    /// The domains a peer reaches through us when we are the central gateway: for a NATed peer,
+    /// every other NATed domain it cannot reach edge-to-edge (upstream's "left subnets += other
+    /// NATed gateways"; IPsec adds them to our side of that peer's selectors).
+    ///
+    /// Computed on demand rather than stored: the sets of all peers together grow with the
+    /// square of the number of NATed domains, and only a selector-based driver needs them.
+    pub fn transit_domains<'p>(
+        &'p self,
+        peer: &'p TunnelPeer,
+    ) -> impl Iterator<Item = &'p RemoteDomain> + 'p {
+        let own = peer.domains.first().copied();
+        let relaying = self.relays && own.is_some_and(|o| self.domains[o].under_nat);
+        self.domains
+            .iter()
+            .enumerate()
+            .filter(move |&(i, v)| {
+                let Some(own) = own.filter(|_| relaying) else {
+                    return false;
+                };
+                let r = &self.domains[own];
+                let edge = match (&v.hole_punching, &r.hole_punching) {
+                    (Some(x), Some(y)) => punchable(x, y),
+                    _ => false,
+                };
+                i != own && v.under_nat && !edge
+            })
+            .map(|(_, v)| v)
     }
 }
 
@@ -421,39 +458,31 @@ pub(crate) fn tunnel_plan(
         if !reach.routed() {
             continue;
         }
+        let ep = d
+            .active()
+            .expect("classify() routes only domains with an active endpoint");
         out_domain[i] = remote.len();
         remote.push(RemoteDomain {
             gateway: d.name.to_owned(),
             prefixes: routed[i].iter().map(|p| p.to_network()).collect(),
             via: usize::MAX,
+            under_nat: ep.under_nat,
+            hole_punching: hole_punching(ep, options).cloned(),
         });
         if reach.is_peer() {
-            let ep = d
-                .active()
-                .expect("classify() makes only domains with an active endpoint peers");
             out_peer[i] = peers.len();
-            peers.push(peer(d, ep, reach, me, options, warnings));
+            let mut p = peer(d, ep, reach, me, options, warnings);
+            p.domains.push(out_domain[i]);
+            remote[out_domain[i]].via = out_peer[i];
+            peers.push(p);
         }
     }
     for (i, reach) in topology.reach.iter().enumerate() {
-        let carrier = match *reach {
-            Reach::Direct | Reach::Edge => i,
-            Reach::ViaCentral(c) => c,
-            _ => continue,
-        };
-        let (d, p) = (out_domain[i], out_peer[carrier]);
-        remote[d].via = p;
-        peers[p].domains.push(d);
-    }
-    if topology.central == Some(local) {
-        add_transit(
-            domains,
-            topology,
-            &out_domain,
-            &out_peer,
-            &mut peers,
-            options,
-        );
+        if let Reach::ViaCentral(c) = *reach {
+            let (d, p) = (out_domain[i], out_peer[c]);
+            remote[d].via = p;
+            peers[p].domains.push(d);
+        }
     }
     Some(TunnelPlan {
         driver: options.driver,
@@ -475,6 +504,7 @@ pub(crate) fn tunnel_plan(
         }),
         domains: remote,
         peers,
+        relays: topology.central == Some(local),
     })
 }
 
@@ -536,34 +566,6 @@ fn peer(
         initiator,
         public_key,
         domains: Vec::new(),
-        transit: Vec::new(),
-    }
-}
-
-/// We are the central gateway: each NATed peer reaches, through us, every other NATed domain
-/// it cannot reach edge-to-edge (upstream's "left subnets += other NATed gateways").
-fn add_transit(
-    domains: &[Domain<'_>],
-    topology: &Topology,
-    out_domain: &[usize],
-    out_peer: &[usize],
-    peers: &mut [TunnelPeer],
-    options: &Options,
-) {
-    let nated: Vec<(usize, &Endpoint<'_>)> = domains
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| topology.reach[*i] == Reach::Direct)
-        .filter_map(|(i, d)| d.active().map(|ep| (i, ep)))
-        .filter(|(_, ep)| ep.under_nat)
-        .collect();
-    for &(r, rep) in &nated {
-        let transit = &mut peers[out_peer[r]].transit;
-        for &(v, vep) in &nated {
-            if v != r && !edge_allowed(vep, rep, options) {
-                transit.push(out_domain[v]);
-            }
-        }
     }
 }
 
