@@ -9,8 +9,8 @@
 //! |---------|----------|-----------------------------------|------------------------------------------|
 //! | member  | 9027     | `from all lookup 9027`            | routed remote prefixes via gateway VTEP  |
 //! | gateway | 9026     | `iif <tunnel dev> lookup 9027`    | member subnets via member VTEP           |
-//! | gateway | 9027     | `from all lookup 9028`            | routed remote prefixes dev <tunnel dev>  |
-//! | solo    | 9027     | `from all lookup 9028`            | routed remote prefixes dev <tunnel dev>  |
+//! | gateway | 9027     | `from all lookup 9028`            | routed remote prefixes dev `<tunnel>`   |
+//! | solo    | 9027     | `from all lookup 9028`            | routed remote prefixes dev `<tunnel>`   |
 //!
 //! Priorities 9026–9027 are ours: after the local table (0) and the low-numbered rules CNIs
 //! install (Calico 99, Cilium 9–100), before main (32766). The loop-freedom argument is in the
