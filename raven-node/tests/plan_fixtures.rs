@@ -155,6 +155,36 @@ fn solo_node_has_tunnel_but_no_raven0() {
 }
 
 #[test]
+fn gateway_without_remote_domains_keeps_raven0() {
+    // Upstream deletes raven0 when there is no remote gateway and recreates it when one
+    // appears; we keep the domain's overlay and rules in place (empty tables miss, harmlessly).
+    let c1 = run(&[cloud()], "cloud-1", &ipsec());
+    assert_eq!(
+        c1.vxlan,
+        Some(raven0("10.0.0.1", 1436, None, &[("cloud-2", "10.0.0.2")]))
+    );
+    assert_eq!(
+        c1.routes,
+        vec![via_vtep("10.244.1.0/24", "240.0.0.2", 1436, None)]
+    );
+    assert_eq!(c1.rules, gateway_rules("raven-ipsec0"));
+    let t = c1.tunnel.expect("tunnel");
+    assert_eq!((t.peers.len(), t.domains.len()), (0, 0));
+    let c2 = run(&[cloud()], "cloud-2", &ipsec());
+    assert_eq!(c2.routes, vec![]);
+    assert_eq!(c2.rules, member_rules());
+    assert_eq!(
+        c2.vxlan,
+        Some(raven0(
+            "10.0.0.2",
+            1436,
+            Some("10.0.0.1"),
+            &[("cloud-1", "10.0.0.1")]
+        ))
+    );
+}
+
+#[test]
 fn node_in_no_gateway_gets_an_empty_plan() {
     // Problems in other Gateways are not this node's business: no warnings.
     let broken = Gw::new("gw-broken")
