@@ -294,9 +294,11 @@ async fn rules(nl: &Netlink) -> Result<Vec<ObservedRule>, NlError> {
                 | RuleAttribute::SourcePortRange(_)
                 | RuleAttribute::DestinationPortRange(_)
                 | RuleAttribute::UidRange(_)
-                | RuleAttribute::TunId(_)
-                | RuleAttribute::SuppressIfGroup(_)
-                | RuleAttribute::SuppressPrefixLen(_) => rule.exotic = true,
+                | RuleAttribute::TunId(_) => rule.exotic = true,
+                // The kernel always reports these; all ones means "not set".
+                RuleAttribute::SuppressIfGroup(v) | RuleAttribute::SuppressPrefixLen(v) => {
+                    rule.exotic |= *v != u32::MAX;
+                }
                 _ => {}
             }
         }
@@ -332,7 +334,7 @@ async fn fdb(nl: &Netlink, index: u32) -> Result<Vec<FdbEntry>, NlError> {
         for a in &n.attributes {
             match a {
                 NeighbourAttribute::LinkLayerAddress(b) => mac_addr = mac(b),
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => dst = Some(*d),
+                NeighbourAttribute::Destination(d) => dst = inet(d),
                 _ => {}
             }
         }
@@ -346,6 +348,15 @@ async fn fdb(nl: &Netlink, index: u32) -> Result<Vec<FdbEntry>, NlError> {
     }
     out.sort();
     Ok(out)
+}
+
+/// An IPv4 neighbour address; bridge-family messages carry it undecoded.
+fn inet(d: &NeighbourAddress) -> Option<Ipv4Addr> {
+    match d {
+        NeighbourAddress::Inet(v) => Some(*v),
+        NeighbourAddress::Other(b) => <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from),
+        _ => None,
+    }
 }
 
 async fn neighbours(nl: &Netlink, index: u32) -> Result<Vec<NeighbourEntry>, NlError> {
