@@ -3,5 +3,5 @@
 //! [`plan`] turns all Gateway objects plus "I am node N" into the exact network state node N
 //! must have. The daemon (issue 4) observes the kernel, plans, and applies the difference.
 
-pub mod plan;
 pub mod dataplane;
+pub mod plan;

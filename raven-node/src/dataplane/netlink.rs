@@ -62,7 +62,12 @@ impl NlError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.errno,
-            Some(libc_errno::ENOENT | libc_errno::ESRCH | libc_errno::ENODEV | libc_errno::EADDRNOTAVAIL)
+            Some(
+                libc_errno::ENOENT
+                    | libc_errno::ESRCH
+                    | libc_errno::ENODEV
+                    | libc_errno::EADDRNOTAVAIL
+            )
         )
     }
 
