@@ -80,10 +80,6 @@ fn add_tunnel_device(ns: &Ns) {
     ns.ip(&["link", "set", "raven-wg0", "mtu", "1420", "up"]);
 }
 
-async fn reconcile(dp: &Dataplane, p: &NodePlan) -> Report {
-    dp.reconcile(p).await
-}
-
 /// What a reconcile of `p` would still do (observe + diff, nothing applied).
 async fn pending(dp: &Dataplane, p: &NodePlan) -> Vec<Op> {
     let observed = dp.observe(p).await.expect("observe");
@@ -105,18 +101,6 @@ fn converge(ns: &Ns, p: &NodePlan) -> Report {
     assert_ok(&second, "second reconcile");
     assert_eq!(second.ops, 0, "a second reconcile must send nothing");
     first
-}
-
-/// Reconciles each plan in order in the namespace, returning the reports.
-fn reconcile_all(ns: &Ns, plans: Vec<NodePlan>) -> Vec<Report> {
-    ns.block_on(move || async move {
-        let dp = Dataplane::connect().expect("netlink socket");
-        let mut out = Vec::new();
-        for p in &plans {
-            out.push(reconcile(&dp, p).await);
-        }
-        out
-    })
 }
 
 fn assert_ok(r: &Report, what: &str) {
