@@ -765,3 +765,33 @@ fn counters_count_requests_ops_and_errors() {
     );
     assert!(c.netlink_errors.load(Relaxed) >= 2);
 }
+
+#[test]
+fn kernel_refusals_are_reported_per_op_and_the_rest_still_applies() {
+    // The node's private IP is not configured here, so the kernel refuses every route whose
+    // preferred source is that address (EINVAL); raven0, FDB, neighbours and the rule land.
+    let ns = node_ns("refused", "10.0.0.9", false);
+    let p = node_plan("cloud-1", "cloud-2", 1500);
+    let pc = p.clone();
+    let r = ns.block_on(move || async move {
+        let dp = Dataplane::connect().expect("netlink socket");
+        dp.reconcile(&pc).await
+    });
+    assert_eq!(r.ops, 8, "{r:#?}");
+    assert_eq!(r.errors.len(), 2, "{r:#?}");
+    for e in &r.errors {
+        assert!(matches!(e.op, Op::ReplaceRoute(_)), "{e}");
+        assert_eq!(e.error.errno, Some(22), "EINVAL: {e}");
+    }
+    assert!(ns.link("raven0").is_some());
+    assert_eq!(fdb_summary(&ns).len(), 1);
+    assert_eq!(
+        rule_summary(&ns),
+        strs(&["9027: from all lookup 9027 proto 82"])
+    );
+    assert!(route_summary(&ns, "9027").is_empty());
+    // Once the address exists, the next reconcile adds exactly the two routes.
+    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
+    let r = converge(&ns, &p);
+    assert_eq!(r.ops, 2, "{r:#?}");
+}
