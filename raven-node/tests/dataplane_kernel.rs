@@ -337,7 +337,7 @@ fn missing_tunnel_device_fails_only_its_routes_then_converges_when_it_appears() 
     assert_eq!(r.errors.len(), 2, "{r:#?}");
     for e in &r.errors {
         assert!(
-            matches!(&e.op, Op::ReplaceRoute(route) if route.table == 9028),
+            matches!(&e.op, Op::AddRoute(route) if route.table == 9028),
             "{e}"
         );
         assert!(
@@ -780,7 +780,7 @@ fn kernel_refusals_are_reported_per_op_and_the_rest_still_applies() {
     assert_eq!(r.ops, 8, "{r:#?}");
     assert_eq!(r.errors.len(), 2, "{r:#?}");
     for e in &r.errors {
-        assert!(matches!(e.op, Op::ReplaceRoute(_)), "{e}");
+        assert!(matches!(e.op, Op::AddRoute(_)), "{e}");
         assert_eq!(e.error.errno, Some(22), "EINVAL: {e}");
     }
     assert!(ns.link("raven0").is_some());
@@ -794,4 +794,37 @@ fn kernel_refusals_are_reported_per_op_and_the_rest_still_applies() {
     ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
     let r = converge(&ns, &p);
     assert_eq!(r.ops, 2, "{r:#?}");
+}
+
+#[test]
+fn foreign_route_at_a_planned_destination_is_reported_not_overwritten() {
+    let ns = node_ns("collide", "10.0.0.2", false);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.250.0.0/16",
+        "dev",
+        "eth0",
+        "table",
+        "9027",
+    ]);
+    let p = node_plan("cloud-1", "cloud-2", 1500);
+    let pc = p.clone();
+    let r = ns.block_on(move || async move {
+        let dp = Dataplane::connect().expect("netlink socket");
+        dp.reconcile(&pc).await
+    });
+    assert_eq!(r.errors.len(), 1, "{r:#?}");
+    let e = &r.errors[0];
+    assert!(
+        matches!(&e.op, Op::AddRoute(route) if route.destination.to_string() == "10.250.0.0/16")
+    );
+    assert!(e.to_string().contains("did not create"), "{e}");
+    assert_eq!(
+        route_summary(&ns, "9027"),
+        strs(&[
+            "10.244.2.0/23 via 240.0.0.1 dev raven0 src 10.0.0.2 mtu 1420 proto 82 onlink",
+            "10.250.0.0/16 via  dev eth0 src  mtu 0 proto boot",
+        ])
+    );
 }

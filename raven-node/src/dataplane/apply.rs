@@ -147,7 +147,7 @@ fn phase(op: &Op) -> Phase {
         Op::ReplaceAddress(_) => Phase::Address,
         Op::DeleteFdb(_) | Op::DeleteNeighbour(_) => Phase::DeleteNeighbour,
         Op::ReplaceFdb { .. } | Op::ReplaceNeighbour { .. } => Phase::Neighbour,
-        Op::ReplaceRoute(_) => Phase::Route,
+        Op::ReplaceRoute(_) | Op::AddRoute(_) => Phase::Route,
         Op::AddRule(_) => Phase::Rule,
     }
 }
@@ -162,7 +162,7 @@ fn device_of(op: &Op) -> Option<&str> {
         | Op::ReplaceFdb { .. }
         | Op::DeleteNeighbour(_)
         | Op::ReplaceNeighbour { .. } => Some(RAVEN0),
-        Op::ReplaceRoute(r) => Some(match &r.next_hop {
+        Op::ReplaceRoute(r) | Op::AddRoute(r) => Some(match &r.next_hop {
             NextHop::Vtep(_) => RAVEN0,
             NextHop::Device(d) => d.as_str(),
         }),
@@ -199,6 +199,14 @@ async fn run(
         Err(e) if tolerate(&e) => Ok(()),
         Err(e) => {
             nl.count_error();
+            if matches!(op, Op::AddRoute(_)) && e.is_exists() {
+                return Err(NlError {
+                    message: "a route Raven did not create holds this destination; \
+                              left alone"
+                        .to_owned(),
+                    ..e
+                });
+            }
             Err(e)
         }
     }
@@ -275,6 +283,11 @@ fn message(op: &Op, index: u32) -> (RouteNetlinkMessage, u16, Tolerate) {
         Op::ReplaceRoute(r) => (
             RouteNetlinkMessage::NewRoute(route(r, index)),
             REPLACE,
+            never,
+        ),
+        Op::AddRoute(r) => (
+            RouteNetlinkMessage::NewRoute(route(r, index)),
+            NLM_F_CREATE | NLM_F_EXCL,
             never,
         ),
         // Rules have no replace: without NLM_F_EXCL the kernel adds duplicates. EEXIST means

@@ -196,8 +196,12 @@ fn diff_state(
     // Routes to add or fix.
     for (key, want) in &wanted_routes {
         let current = present_routes.get(key).filter(|r| !flushed(r.oif)).copied();
-        if current.is_none_or(|c| !route_matches(want, c, observed, raven0_index, fate)) {
-            ops.push(Op::ReplaceRoute((*want).clone()));
+        match current {
+            None => ops.push(Op::AddRoute((*want).clone())),
+            Some(c) if !route_matches(want, c, observed, raven0_index, fate) => {
+                ops.push(Op::ReplaceRoute((*want).clone()));
+            }
+            Some(_) => {}
         }
     }
 
@@ -497,6 +501,7 @@ mod tests {
             })
         );
         assert!(matches!(ops.last(), Some(Op::AddRule(_))));
+        assert_eq!(count(&ops, |o| matches!(o, Op::AddRoute(_))), 2);
     }
 
     #[test]

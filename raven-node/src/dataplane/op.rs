@@ -85,8 +85,12 @@ pub enum Op {
         /// Peer MAC.
         mac: MacAddr,
     },
-    /// Add-or-replace a route (`NLM_F_CREATE|NLM_F_REPLACE`).
+    /// Replace a route of ours (`NLM_F_CREATE|NLM_F_REPLACE`).
     ReplaceRoute(Route),
+    /// Add a route where we have none (`NLM_F_CREATE|NLM_F_EXCL`): the observation says the
+    /// key is free of ours, so `EEXIST` means a foreign route holds it, which we report
+    /// instead of overwriting.
+    AddRoute(Route),
     /// Add a rule (exclusive; `EEXIST` means it is already there and counts as success).
     AddRule(Rule),
 }
@@ -130,6 +134,11 @@ impl fmt::Display for Op {
             Self::ReplaceRoute(r) => write!(
                 f,
                 "route replace {} {:?} table {} mtu {}",
+                r.destination, r.next_hop, r.table, r.mtu
+            ),
+            Self::AddRoute(r) => write!(
+                f,
+                "route add {} {:?} table {} mtu {}",
                 r.destination, r.next_hop, r.table, r.mtu
             ),
             Self::AddRule(r) => write!(
