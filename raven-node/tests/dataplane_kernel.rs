@@ -828,3 +828,50 @@ fn foreign_route_at_a_planned_destination_is_reported_not_overwritten() {
         ])
     );
 }
+
+#[test]
+fn preexisting_raven0_with_wrong_mac_mtu_and_down_is_fixed_in_place() {
+    let ns = node_ns("inplace", "10.0.0.2", false);
+    ns.ip(&[
+        "link",
+        "add",
+        "raven0",
+        "address",
+        "02:00:00:00:00:01",
+        "mtu",
+        "1300",
+        "type",
+        "vxlan",
+        "id",
+        "200",
+        "dstport",
+        "4472",
+        "remote",
+        "10.0.0.1",
+        "nolearning",
+    ]);
+    let index = ifindex(&ns, "raven0");
+    let p = node_plan("cloud-1", "cloud-2", 1500);
+    let pc = p.clone();
+    let first_op = ns.block_on(move || async move {
+        let dp = Dataplane::connect().expect("netlink socket");
+        let observed = dp.observe(&pc).await.expect("observe");
+        dataplane::diff(&pc, &observed).into_iter().next()
+    });
+    assert!(
+        matches!(&first_op, Some(Op::SetLink(_, c)) if c.up && c.mtu == Some(1420) && c.mac.is_some()),
+        "{first_op:?}"
+    );
+    converge(&ns, &p);
+    assert_eq!(ifindex(&ns, "raven0"), index);
+    let link = ns.link("raven0").expect("raven0");
+    assert_eq!(link["address"], "aa:0f:f0:00:00:02");
+    assert_eq!(link["mtu"], 1420);
+    assert!(
+        link["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .any(|f| f == "UP")
+    );
+}

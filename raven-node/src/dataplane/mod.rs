@@ -4,7 +4,11 @@
 //! - [`diff`] (pure, table-tested) compares it with the plan and returns the minimal ordered
 //!   [`Op`]s: nothing for an unchanged plan, MTU/MAC/remote changed in place, raven0
 //!   re-created only for parameters the kernel cannot change.
-//! - [`apply`] sends one netlink request per op, create-or-replace, continuing past failures.
+//! - [`apply`] sends one netlink request per op, continuing past failures: create-or-update
+//!   for raven0 (never an exclusive create that fails with `EEXIST`, upstream's regression),
+//!   `NLM_F_REPLACE` for addresses, FDB, neighbours and routes of ours, an exclusive add for a
+//!   route where we own none (so a foreign route there is reported, not overwritten), and
+//!   "not found" on delete counts as done.
 //!
 //! [`Dataplane::reconcile`] runs the three and reports; it is idempotent, and because it starts
 //! from what the kernel has, an apply killed half-way converges on the next call.
