@@ -5,4 +5,5 @@
 //! node state for `raven-cni`.
 
 pub mod daemon;
+pub mod dataplane;
 pub mod plan;
