@@ -4,3 +4,4 @@
 //! must have. The daemon (issue 4) observes the kernel, plans, and applies the difference.
 
 pub mod plan;
+pub mod tunnel;
