@@ -31,6 +31,13 @@ enum Command {
     /// Remove everything Raven owns on this node (tunnel, raven0, routes, rules, node state,
     /// per-pod routes) and nothing else.
     Cleanup(Common),
+    /// Print this node's tunnel public key (creating the persisted key if needed), for
+    /// `config.publicKey` of its Gateway endpoint in standalone mode.
+    PublicKey {
+        /// State directory holding the key.
+        #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -178,7 +185,21 @@ fn init_logging(filter: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Run(common) | Command::Cleanup(common)) = &cli.command;
+    let common = match &cli.command {
+        Command::Run(c) | Command::Cleanup(c) => c,
+        Command::PublicKey { state_dir } => {
+            return match raven_node::daemon::drivers::public_key(state_dir) {
+                Ok(key) => {
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("raven-node: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     init_logging(&common.log);
     let config = match config(common) {
         Ok(c) => c,
@@ -190,6 +211,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(_) => raven_node::daemon::run(config),
         Command::Cleanup(_) => raven_node::daemon::cleanup(&config),
+        Command::PublicKey { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,418 @@
+//! Acceptance of the tunnel mode in the multi-domain lab (`raven_tests::lab`): three domains
+//! (cloud; edge-a and edge-b behind NAT with the same private addresses), the real CNI chain on
+//! every node, one `raven-node` per node in standalone mode with the userspace WireGuard
+//! driver and the netlink data plane.
+//!
+//! Needs root, nftables, curl, iperf3, the Debian CNI plugins, `raven-cnitool`, the release
+//! `raven-cni` and a `raven-node` build; a missing piece fails the test with the fix.
+//! The lab tests run one at a time (a process-wide lock): each lab runs five daemons and a
+//! userspace tunnel on a small machine.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use raven_api::nodestate::NodeState;
+use raven_tests::lab::{Lab, NODES};
+use raven_tests::require::require_tool;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn lab() -> Lab {
+    raven_tests::require_root();
+    for tool in ["curl", "iperf3", "nft", "ping"] {
+        require_tool(tool);
+    }
+    Lab::build().unwrap_or_else(|e| panic!("building the lab: {e}"))
+}
+
+/// Starts the daemons and waits until every pod can ping a pod in every other domain.
+fn converge(lab: &mut Lab) -> Duration {
+    let start = Instant::now();
+    lab.start_daemons().expect("starting raven-node");
+    for (i, n) in NODES.iter().enumerate() {
+        let file = lab.nodes[i].dir.join("node-state.json");
+        lab.wait_for(
+            &format!("{}: node state published", n.name),
+            Duration::from_secs(20),
+            || matches!(NodeState::load(&file), Ok(Some(_))),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for a in ["cloud-2", "edge-a-2", "edge-b-1"] {
+        for b in ["cloud-2", "edge-a-2", "edge-b-1"] {
+            if a == b {
+                continue;
+            }
+            let from = lab.pod(a).expect("pod");
+            let to = lab.pod(b).expect("pod").ip;
+            lab.wait_for(
+                &format!("ping {a} pod -> {b} pod ({to})"),
+                Duration::from_secs(30),
+                || lab.ping_from_pod(from, to),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    start.elapsed()
+}
+
+fn domain_of(node: &str) -> &'static str {
+    NODES
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.domain)
+        .unwrap_or("?")
+}
+
+/// TCP through iperf3: server in pod `to`, 1 s client in pod `from`; returns bits/s.
+fn tcp(lab: &Lab, from: &str, to: &str, seconds: u32) -> f64 {
+    let server = lab.pod(to).expect("pod");
+    let client = lab.pod(from).expect("pod");
+    let mut srv = server
+        .pod
+        .netns
+        .command(&["iperf3", "-s", "-1", "-p", "5201"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab
+        .exec_in_pod(
+            client,
+            &[
+                "iperf3",
+                "-c",
+                &server.ip.to_string(),
+                "-p",
+                "5201",
+                "-t",
+                &seconds.to_string(),
+                "-J",
+            ],
+        )
+        .expect("iperf3 client");
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert!(
+        out.success(),
+        "TCP {from} -> {to} failed\n{}\n{}",
+        out.describe_failure(),
+        lab.logs()
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("iperf3 JSON");
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second")
+}
+
+fn link_bytes(lab: &Lab, node: &str, dev: &str) -> (u64, u64) {
+    let out = lab
+        .node(node)
+        .expect("node")
+        .netns
+        .exec(&["ip", "-s", "-j", "link", "show", dev])
+        .unwrap_or_else(|e| panic!("{node}: {dev}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j");
+    let stats = &v[0]["stats64"];
+    (
+        stats["rx"]["bytes"].as_u64().unwrap_or(0),
+        stats["tx"]["bytes"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn lab_cross_domain_pod_to_pod_and_node_to_pod() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = lab();
+    let took = converge(&mut lab);
+    eprintln!("lab converged (all domain pairs ping) in {took:?}");
+    let counters_before = link_bytes(&lab, "edge-a-2", "raven0");
+    let wg_before = link_bytes(&lab, "cloud-1", "raven-wg0");
+
+    // ICMP between every pair of pods in different domains, both directions.
+    let mut pairs = 0;
+    for a in 0..lab.pods.len() {
+        for b in 0..lab.pods.len() {
+            let (na, nb) = (lab.pods[a].node, lab.pods[b].node);
+            if NODES[na].domain == NODES[nb].domain {
+                continue;
+            }
+            let to = lab.pods[b].ip;
+            assert!(
+                lab.ping_from_pod(&lab.pods[a], to) || lab.ping_from_pod(&lab.pods[a], to),
+                "ping {} pod -> {} pod ({to}) failed\n{}",
+                NODES[na].name,
+                NODES[nb].name,
+                lab.logs()
+            );
+            pairs += 1;
+        }
+    }
+    assert_eq!(
+        pairs, 16,
+        "5 pods in 3 domains: 16 ordered cross-domain pairs"
+    );
+
+    // TCP between every pair of domains, both directions (edge-a <-> edge-b via cloud-1).
+    for (a, b) in [
+        ("cloud-2", "edge-a-2"),
+        ("edge-a-2", "cloud-2"),
+        ("cloud-1", "edge-b-1"),
+        ("edge-b-1", "cloud-1"),
+        ("edge-a-2", "edge-b-1"),
+        ("edge-b-1", "edge-a-2"),
+    ] {
+        let bps = tcp(&lab, a, b, 1);
+        eprintln!(
+            "TCP {a} ({}) -> {b} ({}): {:.0} Mbit/s",
+            domain_of(a),
+            domain_of(b),
+            bps / 1e6
+        );
+        assert!(bps > 0.0);
+    }
+
+    // Node -> remote pod: the node's own traffic takes the tunnel too.
+    for (node, pod) in [
+        ("edge-a-2", "cloud-2"),
+        ("cloud-2", "edge-b-1"),
+        ("edge-b-1", "edge-a-1"),
+    ] {
+        let to = lab.pod(pod).expect("pod").ip.to_string();
+        let out = lab
+            .node(node)
+            .expect("node")
+            .netns
+            .exec_output(&["ping", "-c", "2", "-W", "1", &to])
+            .expect("ping");
+        assert!(
+            out.success(),
+            "node {node} -> pod on {pod}: {}",
+            out.describe_failure()
+        );
+    }
+
+    // Proof of path: raven0 on a member and the tunnel on the central gateway carried it.
+    let counters_after = link_bytes(&lab, "edge-a-2", "raven0");
+    let wg_after = link_bytes(&lab, "cloud-1", "raven-wg0");
+    assert!(
+        counters_after.1 > counters_before.1,
+        "raven0 tx on edge-a-2 did not rise"
+    );
+    assert!(
+        counters_after.0 > counters_before.0,
+        "raven0 rx on edge-a-2 did not rise"
+    );
+    assert!(
+        wg_after.0 > wg_before.0 && wg_after.1 > wg_before.1,
+        "raven-wg0 on cloud-1 idle"
+    );
+    let c1 = lab.node_index("cloud-1").expect("node");
+    let rx = lab
+        .metric(c1, "raven_node_peer_rx_bytes{peer=\"gw-edge-a\"}")
+        .expect("metrics")
+        .unwrap_or(0.0);
+    assert!(rx > 0.0, "per-peer rx metric on cloud-1 is {rx}");
+
+    // Health reflects real state: every daemon ready (applied, peers handshaked).
+    for i in 0..lab.nodes.len() {
+        let (code, body) = lab.http_get(i, "/readyz").expect("readyz");
+        assert_eq!(code, 200, "{} not ready: {body}", NODES[i].name);
+        assert_eq!(lab.http_get(i, "/healthz").expect("healthz").0, 200);
+    }
+
+    // The pods got their routes from raven-cni through the published node state.
+    let pod = lab.pod("edge-a-2").expect("pod");
+    let routes = pod
+        .pod
+        .netns
+        .exec(&["ip", "route", "show", "proto", "82"])
+        .expect("routes");
+    for n in NODES.iter().filter(|n| n.domain != "edge-a") {
+        assert!(
+            routes.contains(n.pod_subnet) || routes.contains("10.244.0.0/"),
+            "pod route for {} missing in edge-a-2's pod:\n{routes}",
+            n.pod_subnet
+        );
+    }
+    assert!(routes.contains("mtu 1420"), "{routes}");
+}
+
+#[test]
+fn lab_failover_restart_kill_and_cleanup() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = lab();
+    converge(&mut lab);
+    let c1 = lab.node_index("cloud-1").expect("node");
+    let a1 = lab.node_index("edge-a-1").expect("node");
+
+    // Restart the edge-a gateway's daemon during a running TCP stream: the stream survives.
+    {
+        let server = lab.pod("cloud-2").expect("pod");
+        let client = lab.pod("edge-a-2").expect("pod");
+        let mut srv = server
+            .pod
+            .netns
+            .command(&["iperf3", "-s", "-1", "-p", "5202"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("iperf3 server");
+        std::thread::sleep(Duration::from_millis(300));
+        let cli = client
+            .pod
+            .netns
+            .command(&[
+                "iperf3",
+                "-c",
+                &server.ip.to_string(),
+                "-p",
+                "5202",
+                "-t",
+                "8",
+                "-J",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("iperf3 client");
+        std::thread::sleep(Duration::from_secs(2));
+        let status = lab.stop_daemon(a1, libc::SIGTERM).expect("stop");
+        eprintln!("edge-a-1 raven-node stopped: {status}");
+        assert!(
+            lab.node("edge-a-1")
+                .unwrap()
+                .netns
+                .ip(&["link", "show", "raven0"])
+                .is_ok(),
+            "graceful stop removed raven0"
+        );
+        lab.start_daemon(a1).expect("restart");
+        let out = cli.wait_with_output().expect("iperf3 client");
+        let _ = srv.kill();
+        let _ = srv.wait();
+        assert!(
+            out.status.success(),
+            "the TCP stream did not survive the restart: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            lab.logs()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+        let bytes = v["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+        eprintln!("stream across the restart: {bytes} bytes received, exit ok");
+        assert!(bytes > 0.0);
+    }
+
+    // Failover: move the cloud's active endpoint to cloud-2 by editing the Gateway files.
+    let ea2 = lab.node_index("edge-a-2").expect("node");
+    let from = lab.pods.iter().position(|p| p.node == ea2).expect("pod");
+    let to = lab.pod("cloud-1").expect("pod").ip;
+    lab.set_cloud_active("cloud-2").expect("rewrite Gateways");
+    let took = lab
+        .wait_for(
+            "traffic after failover to cloud-2",
+            Duration::from_secs(60),
+            || lab.ping_from_pod(&lab.pods[from], to),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("failover cloud-1 -> cloud-2: edge-a-2 pod -> cloud-1 pod resumed after {took:?}");
+    // edge-a <-> edge-b now relays through cloud-2.
+    let eb = lab.pod("edge-b-1").expect("pod").ip;
+    lab.wait_for(
+        "edge-a -> edge-b via cloud-2",
+        Duration::from_secs(30),
+        || lab.ping_from_pod(&lab.pods[from], eb),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // kill -9 right after start (mid-apply) converges on the next start.
+    let c2 = lab.node_index("cloud-2").expect("node");
+    lab.stop_daemon(c2, libc::SIGKILL).expect("kill");
+    lab.start_daemon(c2).expect("start");
+    std::thread::sleep(Duration::from_millis(60));
+    lab.stop_daemon(c2, libc::SIGKILL)
+        .expect("kill -9 mid-apply");
+    lab.start_daemon(c2).expect("start again");
+    lab.wait_for("convergence after kill -9", Duration::from_secs(30), || {
+        lab.ping_from_pod(&lab.pods[from], to) && lab.ping_from_pod(&lab.pods[from], eb)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Cleanup: everything owned goes, seeded foreign routes and rules stay.
+    let ns = &lab.nodes[c1].netns;
+    ns.ip(&[
+        "route",
+        "add",
+        "10.99.0.0/24",
+        "dev",
+        "eth0",
+        "table",
+        "9027",
+        "proto",
+        "static",
+    ])
+    .expect("seed foreign route");
+    ns.ip(&[
+        "rule",
+        "add",
+        "pref",
+        "9027",
+        "to",
+        "10.98.0.0/24",
+        "lookup",
+        "9027",
+        "proto",
+        "static",
+    ])
+    .expect("seed foreign rule");
+    ns.ip(&[
+        "rule",
+        "add",
+        "pref",
+        "500",
+        "from",
+        "10.97.0.0/24",
+        "lookup",
+        "main",
+    ])
+    .expect("seed foreign rule 2");
+    lab.stop_daemon(c1, libc::SIGTERM).expect("stop");
+    let out = lab.run_cleanup(c1).expect("cleanup");
+    assert!(out.success(), "cleanup failed: {}", out.describe_failure());
+    let ns = &lab.nodes[c1].netns;
+    let links = ns.ip(&["-o", "link", "show"]).expect("links");
+    assert!(!links.contains("raven0"), "raven0 left: {links}");
+    assert!(!links.contains("raven-wg0"), "raven-wg0 left: {links}");
+    let routes = ns.ip(&["route", "show", "table", "all"]).expect("routes");
+    assert!(
+        routes.contains("10.99.0.0/24"),
+        "foreign route removed: {routes}"
+    );
+    assert!(
+        !routes.contains("table 9028"),
+        "owned routes left: {routes}"
+    );
+    let rules = ns.ip(&["rule", "show"]).expect("rules");
+    assert!(
+        rules.contains("10.98.0.0/24") && rules.contains("10.97.0.0/24"),
+        "{rules}"
+    );
+    assert!(!rules.contains("lookup 9028"), "owned rule left: {rules}");
+    assert!(
+        !lab.nodes[c1].dir.join("node-state.json").exists(),
+        "node state left"
+    );
+    let pod = lab.pod("cloud-1").expect("pod");
+    let pod_routes = pod
+        .pod
+        .netns
+        .exec(&["ip", "route", "show", "proto", "82"])
+        .expect("routes");
+    assert!(
+        pod_routes.trim().is_empty(),
+        "pod routes left: {pod_routes}"
+    );
+    // Idempotent.
+    assert!(lab.run_cleanup(c1).expect("cleanup").success());
+}
