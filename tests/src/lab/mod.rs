@@ -366,20 +366,15 @@ impl Lab {
         }
         lab.switches.extend(lans.into_iter().map(|(_, sw)| sw));
         // Flannel host-gw inside each domain.
-        for a in 0..NODES.len() {
-            for b in 0..NODES.len() {
-                if a != b && NODES[a].domain == NODES[b].domain {
-                    ip(
-                        &lab.nodes[a].netns,
-                        &[
-                            "route",
-                            "add",
-                            NODES[b].pod_subnet,
-                            "via",
-                            &NODES[b].ip.to_string(),
-                        ],
-                    )?;
-                }
+        for (a, na) in NODES.iter().enumerate() {
+            for nb in NODES
+                .iter()
+                .filter(|nb| nb.name != na.name && nb.domain == na.domain)
+            {
+                ip(
+                    &lab.nodes[a].netns,
+                    &["route", "add", nb.pod_subnet, "via", &nb.ip.to_string()],
+                )?;
             }
         }
         // Gateway candidates' public keys, from their own state directories.
@@ -605,6 +600,11 @@ impl Lab {
             &mtu,
             "--poll-interval-ms",
             "200",
+            // Nodes reach remote pods with their private IP as source (the planner's route
+            // `src`); replies find their way back only if node IPs are routed like pod
+            // subnets. The overlapping edge addresses are excluded by the planner (reported
+            // as conflicts), so only nodes with unique addresses reach remote pods.
+            "--forward-node-ip",
             "--log",
             "info",
         ];
