@@ -28,7 +28,11 @@ fn gateways(active: &str) -> Vec<raven_api::gateway::v1beta1::Gateway> {
             .key(KEY_CLOUD),
         Gw::new("gw-edge")
             .node("edge-1", "192.168.1.10", &["10.244.2.0/24"])
-            .node("edge-2", "192.168.1.11", &["10.244.3.0/24", "10.250.0.0/16"])
+            .node(
+                "edge-2",
+                "192.168.1.11",
+                &["10.244.3.0/24", "10.250.0.0/16"],
+            )
             .active("edge-1", "5.6.7.8")
             .nat()
             .key(KEY_EDGE),
@@ -52,7 +56,16 @@ fn node_plan(active: &str, node: &str, underlay_mtu: u32) -> NodePlan {
 fn node_ns(tag: &str, private_ip: &str, tunnel: bool) -> Ns {
     let ns = Ns::new(tag);
     // This kernel has no dummy driver: a veth pair stands in for the underlay NIC.
-    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0-peer"]);
+    ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
     ns.ip(&["addr", "add", &format!("{private_ip}/24"), "dev", "eth0"]);
     ns.ip(&["link", "set", "eth0", "up"]);
     if tunnel {
@@ -65,10 +78,6 @@ fn add_tunnel_device(ns: &Ns) {
     // The userspace WireGuard driver's device is a TUN device.
     ns.ip(&["tuntap", "add", "mode", "tun", "name", "raven-wg0"]);
     ns.ip(&["link", "set", "raven-wg0", "mtu", "1420", "up"]);
-}
-
-async fn reconcile(dp: &Dataplane, p: &NodePlan) -> Report {
-    dp.reconcile(p).await
 }
 
 /// What a reconcile of `p` would still do (observe + diff, nothing applied).
@@ -92,18 +101,6 @@ fn converge(ns: &Ns, p: &NodePlan) -> Report {
     assert_ok(&second, "second reconcile");
     assert_eq!(second.ops, 0, "a second reconcile must send nothing");
     first
-}
-
-/// Reconciles each plan in order in the namespace, returning the reports.
-fn reconcile_all(ns: &Ns, plans: Vec<NodePlan>) -> Vec<Report> {
-    ns.block_on(move || async move {
-        let dp = Dataplane::connect().expect("netlink socket");
-        let mut out = Vec::new();
-        for p in &plans {
-            out.push(reconcile(&dp, p).await);
-        }
-        out
-    })
 }
 
 fn assert_ok(r: &Report, what: &str) {
@@ -209,7 +206,12 @@ fn neigh_summary(ns: &Ns) -> Vec<String> {
                 .as_array()
                 .map(|f| f.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            format!("{} lladdr {} {}", s(n, "dst"), s(n, "lladdr"), state.join(","))
+            format!(
+                "{} lladdr {} {}",
+                s(n, "dst"),
+                s(n, "lladdr"),
+                state.join(",")
+            )
         })
         .collect();
     v.sort();
@@ -241,7 +243,11 @@ fn member_converges_with_upstream_addressing_and_second_pass_is_noop() {
     assert_eq!(link["mtu"], 1420);
     assert_eq!(link["address"], "aa:0f:f0:00:00:02");
     assert!(
-        link["flags"].as_array().expect("flags").iter().any(|f| f == "UP"),
+        link["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .any(|f| f == "UP"),
         "{link}"
     );
     let addrs = ns.ip_json(&["-4", "addr", "show", "dev", "raven0"]);
@@ -268,7 +274,10 @@ fn member_converges_with_upstream_addressing_and_second_pass_is_noop() {
             "10.250.0.0/16 via 240.0.0.1 dev raven0 src 10.0.0.2 mtu 1420 proto 82 onlink",
         ])
     );
-    assert_eq!(rule_summary(&ns), strs(&["9027: from all lookup 9027 proto 82"]));
+    assert_eq!(
+        rule_summary(&ns),
+        strs(&["9027: from all lookup 9027 proto 82"])
+    );
 }
 
 #[test]
@@ -327,7 +336,10 @@ fn missing_tunnel_device_fails_only_its_routes_then_converges_when_it_appears() 
     });
     assert_eq!(r.errors.len(), 2, "{r:#?}");
     for e in &r.errors {
-        assert!(matches!(&e.op, Op::ReplaceRoute(route) if route.table == 9028), "{e}");
+        assert!(
+            matches!(&e.op, Op::ReplaceRoute(route) if route.table == 9028),
+            "{e}"
+        );
         assert!(
             e.error.to_string().contains("raven-wg0 does not exist"),
             "{e}"
@@ -365,7 +377,10 @@ fn solo_node_has_tunnel_routes_and_no_raven0() {
         route_summary(&ns, "9028"),
         strs(&["10.244.0.0/24 via  dev raven-wg0 src 192.168.1.10 mtu 1420 proto 82"])
     );
-    assert_eq!(rule_summary(&ns), strs(&["9027: from all lookup 9028 proto 82"]));
+    assert_eq!(
+        rule_summary(&ns),
+        strs(&["9027: from all lookup 9028 proto 82"])
+    );
 }
 
 #[test]
@@ -379,7 +394,11 @@ fn mtu_change_is_applied_in_place() {
     let r = converge(&ns, &after);
     // `ip link set mtu` plus the MTU of the two routes; no re-create.
     assert_eq!(r.ops, 3, "{r:#?}");
-    assert_eq!(ifindex(&ns, "raven0"), index, "raven0 must not be re-created");
+    assert_eq!(
+        ifindex(&ns, "raven0"),
+        index,
+        "raven0 must not be re-created"
+    );
     assert_eq!(ns.link("raven0").expect("raven0")["mtu"], 1320);
     assert!(
         route_summary(&ns, "9027")
@@ -417,7 +436,11 @@ fn gateway_move_changes_only_what_depends_on_the_gateway() {
         neigh_summary(&member),
         strs(&["240.0.0.3 lladdr aa:0f:f0:00:00:03 PERMANENT"])
     );
-    assert!(route_summary(&member, "9027").iter().all(|r| r.contains("via 240.0.0.3")));
+    assert!(
+        route_summary(&member, "9027")
+            .iter()
+            .all(|r| r.contains("via 240.0.0.3"))
+    );
 
     // The old gateway becomes a member: raven0 gains a remote in place, routes move tables.
     let old_gw = node_ns("oldgw", "10.0.0.1", true);
@@ -428,7 +451,10 @@ fn gateway_move_changes_only_what_depends_on_the_gateway() {
     converge(&old_gw, &demoted);
     assert_eq!(ifindex(&old_gw, "raven0"), index);
     assert!(route_summary(&old_gw, "9028").is_empty());
-    assert_eq!(rule_summary(&old_gw), strs(&["9027: from all lookup 9027 proto 82"]));
+    assert_eq!(
+        rule_summary(&old_gw),
+        strs(&["9027: from all lookup 9027 proto 82"])
+    );
     assert_eq!(
         fdb_summary(&old_gw),
         strs(&["aa:0f:f0:00:00:03 dst 10.0.0.3 self permanent"])
@@ -438,19 +464,65 @@ fn gateway_move_changes_only_what_depends_on_the_gateway() {
 /// Foreign state a node may carry: routes in our table and in main, rules at and around our
 /// priorities, another VXLAN device with its FDB.
 fn seed_foreign(ns: &Ns) {
-    ns.ip(&["route", "add", "10.99.0.0/16", "dev", "eth0", "table", "9027"]);
-    ns.ip(&["route", "add", "10.98.0.0/16", "dev", "eth0", "table", "9028", "proto", "static"]);
-    ns.ip(&["route", "add", "10.97.0.0/16", "dev", "eth0"]);
-    ns.ip(&["rule", "add", "pref", "9027", "from", "10.1.0.0/16", "lookup", "100"]);
-    ns.ip(&["rule", "add", "pref", "9026", "lookup", "9027"]);
-    ns.ip(&["rule", "add", "pref", "500", "fwmark", "0x40", "lookup", "9027"]);
     ns.ip(&[
-        "link", "add", "vx-foreign", "type", "vxlan", "id", "42", "dstport", "4789", "nolearning",
+        "route",
+        "add",
+        "10.99.0.0/16",
+        "dev",
+        "eth0",
+        "table",
+        "9027",
+    ]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.98.0.0/16",
+        "dev",
+        "eth0",
+        "table",
+        "9028",
+        "proto",
+        "static",
+    ]);
+    ns.ip(&["route", "add", "10.97.0.0/16", "dev", "eth0"]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "pref",
+        "9027",
+        "from",
+        "10.1.0.0/16",
+        "lookup",
+        "100",
+    ]);
+    ns.ip(&["rule", "add", "pref", "9026", "lookup", "9027"]);
+    ns.ip(&[
+        "rule", "add", "pref", "500", "fwmark", "0x40", "lookup", "9027",
+    ]);
+    ns.ip(&[
+        "link",
+        "add",
+        "vx-foreign",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "dstport",
+        "4789",
+        "nolearning",
     ]);
     ns.ip(&["link", "set", "vx-foreign", "up"]);
     run_bridge(
         ns,
-        &["fdb", "append", "00:00:00:00:00:00", "dev", "vx-foreign", "dst", "10.0.0.9"],
+        &[
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "vx-foreign",
+            "dst",
+            "10.0.0.9",
+        ],
     );
 }
 
@@ -472,7 +544,11 @@ fn foreign_snapshot(ns: &Ns) -> Vec<String> {
                 .map(|r| format!("{t}: {r}")),
         );
     }
-    v.extend(rule_summary(ns).into_iter().filter(|r| !r.contains("proto 82")));
+    v.extend(
+        rule_summary(ns)
+            .into_iter()
+            .filter(|r| !r.contains("proto 82")),
+    );
     let full_rules: Vec<Value> = ns.rules();
     v.extend(
         full_rules
@@ -510,10 +586,15 @@ fn cleanup_removes_ours_and_nothing_else() {
     assert_ok(&again, "second cleanup");
     assert_eq!(again.ops, 0);
     assert!(ns.link("raven0").is_none());
-    assert!(ns.link("raven-wg0").is_some(), "the tunnel device is the driver's");
+    assert!(
+        ns.link("raven-wg0").is_some(),
+        "the tunnel device is the driver's"
+    );
     for t in ["9027", "9028"] {
         assert!(
-            route_summary(&ns, t).iter().all(|r| !r.contains("proto 82")),
+            route_summary(&ns, t)
+                .iter()
+                .all(|r| !r.contains("proto 82")),
             "{:?}",
             route_summary(&ns, t)
         );
@@ -533,7 +614,11 @@ fn unmanaged_and_inactive_plans_remove_everything_like_cleanup() {
     let r = converge(&ns, &unmanaged);
     assert_eq!(r.ops, 2, "rule + raven0: {r:#?}");
     assert!(ns.link("raven0").is_none());
-    assert!(route_summary(&ns, "9027").iter().all(|r| !r.contains("proto 82")));
+    assert!(
+        route_summary(&ns, "9027")
+            .iter()
+            .all(|r| !r.contains("proto 82"))
+    );
     assert_eq!(foreign_snapshot(&ns), foreign);
 
     // Tunnel disabled on the node's Gateway (Replicas 0): inactive, same result.
@@ -544,7 +629,11 @@ fn unmanaged_and_inactive_plans_remove_everything_like_cleanup() {
         .active("cloud-1", "1.2.3.4")
         .replicas(0)]);
     let inactive = plan(&gws, "cloud-2", &options(1500)).expect("plan");
-    assert!(matches!(inactive.role, Role::Inactive { .. }), "{:?}", inactive.role);
+    assert!(
+        matches!(inactive.role, Role::Inactive { .. }),
+        "{:?}",
+        inactive.role
+    );
     let r = converge(&ns, &inactive);
     assert_eq!(r.ops, 2, "rule + raven0: {r:#?}");
     assert!(ns.link("raven0").is_none());
@@ -561,7 +650,9 @@ fn preexisting_raven0_with_wrong_parameters_is_replaced_not_eexist() {
         ),
         (
             "learning and local",
-            vec!["type", "vxlan", "id", "200", "dstport", "4472", "local", "10.0.0.2"],
+            vec![
+                "type", "vxlan", "id", "200", "dstport", "4472", "local", "10.0.0.2",
+            ],
         ),
         ("not vxlan", vec!["type", "bridge"]),
     ] {
@@ -579,7 +670,11 @@ fn preexisting_raven0_with_wrong_parameters_is_replaced_not_eexist() {
         assert_eq!(link["linkinfo"]["info_data"]["id"], 200, "{what}");
         assert_eq!(link["linkinfo"]["info_data"]["port"], 4472, "{what}");
         assert_eq!(link["linkinfo"]["info_data"]["learning"], false, "{what}");
-        assert_eq!(link["linkinfo"]["info_data"]["local"], Value::Null, "{what}");
+        assert_eq!(
+            link["linkinfo"]["info_data"]["local"],
+            Value::Null,
+            "{what}"
+        );
     }
 }
 
@@ -588,8 +683,22 @@ fn correct_preexisting_raven0_is_adopted_without_recreate() {
     // What a restart (or an upstream agent before us) leaves: the right link, nothing else.
     let ns = node_ns("adopt", "10.0.0.2", false);
     ns.ip(&[
-        "link", "add", "raven0", "address", "aa:0f:f0:00:00:02", "mtu", "1420", "type", "vxlan",
-        "id", "200", "dstport", "4472", "remote", "10.0.0.1", "nolearning",
+        "link",
+        "add",
+        "raven0",
+        "address",
+        "aa:0f:f0:00:00:02",
+        "mtu",
+        "1420",
+        "type",
+        "vxlan",
+        "id",
+        "200",
+        "dstport",
+        "4472",
+        "remote",
+        "10.0.0.1",
+        "nolearning",
     ]);
     ns.ip(&["link", "set", "raven0", "up"]);
     let index = ifindex(&ns, "raven0");
@@ -626,7 +735,10 @@ fn killed_mid_apply_converges_on_the_next_reconcile() {
         dataplane::apply(dp.netlink(), &ops[..ops.len() / 3], &observed).await
     });
     converge(&ns, &next);
-    assert_eq!(rule_summary(&ns), strs(&["9027: from all lookup 9027 proto 82"]));
+    assert_eq!(
+        rule_summary(&ns),
+        strs(&["9027: from all lookup 9027 proto 82"])
+    );
 }
 
 #[test]
@@ -640,9 +752,46 @@ fn counters_count_requests_ops_and_errors() {
     });
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(c.ops.load(Relaxed), r.ops as u64);
-    assert_eq!(c.op_errors.load(Relaxed), 2, "the two routes into the missing tunnel");
+    assert_eq!(
+        c.op_errors.load(Relaxed),
+        2,
+        "the two routes into the missing tunnel"
+    );
     assert_eq!(c.reconciles.load(Relaxed), 1);
     assert_eq!(c.failed_reconciles.load(Relaxed), 1);
-    assert!(c.netlink_requests.load(Relaxed) > r.ops as u64, "observation counts too");
+    assert!(
+        c.netlink_requests.load(Relaxed) > r.ops as u64,
+        "observation counts too"
+    );
     assert!(c.netlink_errors.load(Relaxed) >= 2);
+}
+
+#[test]
+fn kernel_refusals_are_reported_per_op_and_the_rest_still_applies() {
+    // The node's private IP is not configured here, so the kernel refuses every route whose
+    // preferred source is that address (EINVAL); raven0, FDB, neighbours and the rule land.
+    let ns = node_ns("refused", "10.0.0.9", false);
+    let p = node_plan("cloud-1", "cloud-2", 1500);
+    let pc = p.clone();
+    let r = ns.block_on(move || async move {
+        let dp = Dataplane::connect().expect("netlink socket");
+        dp.reconcile(&pc).await
+    });
+    assert_eq!(r.ops, 8, "{r:#?}");
+    assert_eq!(r.errors.len(), 2, "{r:#?}");
+    for e in &r.errors {
+        assert!(matches!(e.op, Op::ReplaceRoute(_)), "{e}");
+        assert_eq!(e.error.errno, Some(22), "EINVAL: {e}");
+    }
+    assert!(ns.link("raven0").is_some());
+    assert_eq!(fdb_summary(&ns).len(), 1);
+    assert_eq!(
+        rule_summary(&ns),
+        strs(&["9027: from all lookup 9027 proto 82"])
+    );
+    assert!(route_summary(&ns, "9027").is_empty());
+    // Once the address exists, the next reconcile adds exactly the two routes.
+    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
+    let r = converge(&ns, &p);
+    assert_eq!(r.ops, 2, "{r:#?}");
 }

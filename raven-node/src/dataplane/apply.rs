@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::StreamExt;
 use futures_util::stream;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -21,11 +22,10 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol,
-    RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use netlink_packet_route::AddressFamily;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
 use crate::plan::vxlan::VXLAN_AGEING_SECS;
@@ -371,7 +371,8 @@ fn create_link(spec: &LinkSpec) -> LinkMessage {
     m.header.change_mask = LinkFlags::Up;
     m.attributes.push(LinkAttribute::IfName(spec.name.clone()));
     m.attributes.push(LinkAttribute::Mtu(spec.mtu));
-    m.attributes.push(LinkAttribute::Address(spec.mac.0.to_vec()));
+    m.attributes
+        .push(LinkAttribute::Address(spec.mac.0.to_vec()));
     let mut data = vec![
         InfoVxlan::Id(spec.vni),
         InfoVxlan::Port(spec.port),

@@ -69,8 +69,7 @@ fn diff_state(
             selector: r.selector.clone(),
             table: r.table,
         };
-        if !r.exotic && wanted_rules.contains(&as_rule) && present_rules.insert(as_rule.clone())
-        {
+        if !r.exotic && wanted_rules.contains(&as_rule) && present_rules.insert(as_rule.clone()) {
             continue;
         }
         ops.push(Op::DeleteRule(r.clone()));
@@ -79,9 +78,7 @@ fn diff_state(
     // The link decides what survives on it.
     let (link_ops, fate, remote_change) = link_ops(vxlan, observed.raven0.as_ref());
     let flushed = |oif: Option<u32>| {
-        matches!(fate, LinkFate::Fresh | LinkFate::Deleted)
-            && oif.is_some()
-            && oif == raven0_index
+        matches!(fate, LinkFate::Fresh | LinkFate::Deleted) && oif.is_some() && oif == raven0_index
     };
 
     // Routes: key = (table, destination); ours are metric 0, TOS 0.
@@ -198,10 +195,7 @@ fn diff_state(
 
     // Routes to add or fix.
     for (key, want) in &wanted_routes {
-        let current = present_routes
-            .get(key)
-            .filter(|r| !flushed(r.oif))
-            .copied();
+        let current = present_routes.get(key).filter(|r| !flushed(r.oif)).copied();
         if current.is_none_or(|c| !route_matches(want, c, observed, raven0_index, fate)) {
             ops.push(Op::ReplaceRoute((*want).clone()));
         }
@@ -510,7 +504,10 @@ mod tests {
         for plan in [
             member_plan(GW, 1420, &["10.245.0.0/16"]),
             gateway_plan(
-                &[(ME, "10.244.1.0/24"), (Ipv4Addr::new(10, 0, 0, 3), "10.244.2.0/24")],
+                &[
+                    (ME, "10.244.1.0/24"),
+                    (Ipv4Addr::new(10, 0, 0, 3), "10.244.2.0/24"),
+                ],
                 &["10.245.0.0/16", "10.246.0.0/16"],
             ),
         ] {
@@ -524,7 +521,10 @@ mod tests {
         let old = member_plan(GW, 1420, &["10.245.0.0/16", "10.246.0.0/16"]);
         let new = member_plan(GW, 1400, &["10.245.0.0/16", "10.246.0.0/16"]);
         let ops = diff(&new, &converged(&old));
-        assert_eq!(count(&ops, |o| matches!(o, Op::DeleteLink(_) | Op::CreateLink(_))), 0);
+        assert_eq!(
+            count(&ops, |o| matches!(o, Op::DeleteLink(_) | Op::CreateLink(_))),
+            0
+        );
         assert_eq!(
             ops[0],
             Op::SetLink(
@@ -586,14 +586,22 @@ mod tests {
     fn wrong_parameters_recreate_and_readd_everything_on_the_link() {
         let plan = member_plan(GW, 1420, &["10.245.0.0/16"]);
         for (what, tweak) in [
-            ("vni", (|p: &mut VxlanParams| p.vni = 1) as fn(&mut VxlanParams)),
+            (
+                "vni",
+                (|p: &mut VxlanParams| p.vni = 1) as fn(&mut VxlanParams),
+            ),
             ("port", |p| p.port = 8472),
             ("local", |p| p.local = Some(ME)),
             ("dev", |p| p.underlay = Some(2)),
             ("learning", |p| p.learning = true),
         ] {
             let mut o = converged(&plan);
-            tweak(o.raven0.as_mut().and_then(|l| l.vxlan.as_mut()).expect("vxlan"));
+            tweak(
+                o.raven0
+                    .as_mut()
+                    .and_then(|l| l.vxlan.as_mut())
+                    .expect("vxlan"),
+            );
             let ops = diff(&plan, &o);
             assert_eq!(ops[0], Op::DeleteLink("raven0".into()), "{what}");
             assert!(matches!(ops[1], Op::CreateLink(_)), "{what}");
@@ -630,7 +638,13 @@ mod tests {
         // Two rules, the 9028 route (the 9027 one goes with raven0), the link.
         assert_eq!(ops.len(), 4, "{ops:#?}");
         assert_eq!(count(&ops, |o| matches!(o, Op::DeleteRule(_))), 2);
-        assert_eq!(count(&ops, |o| matches!(o, Op::DeleteRoute(r) if r.table == TUNNEL_TABLE)), 1);
+        assert_eq!(
+            count(
+                &ops,
+                |o| matches!(o, Op::DeleteRoute(r) if r.table == TUNNEL_TABLE)
+            ),
+            1
+        );
         assert_eq!(ops[3], Op::DeleteLink("raven0".into()));
         let mut inactive = plan.clone();
         inactive.vxlan = None;
@@ -644,7 +658,10 @@ mod tests {
     fn gateway_member_changes_touch_only_that_member() {
         let m3 = Ipv4Addr::new(10, 0, 0, 3);
         let old = gateway_plan(&[(ME, "10.244.1.0/24")], &["10.245.0.0/16"]);
-        let new = gateway_plan(&[(ME, "10.244.1.0/24"), (m3, "10.244.2.0/24")], &["10.245.0.0/16"]);
+        let new = gateway_plan(
+            &[(ME, "10.244.1.0/24"), (m3, "10.244.2.0/24")],
+            &["10.245.0.0/16"],
+        );
         let ops = diff(&new, &converged(&old));
         assert_eq!(ops.len(), 3, "{ops:#?}"); // fdb, neigh, route
         let back = diff(&old, &converged(&new));
@@ -731,7 +748,9 @@ mod tests {
         let ops = diff(&plan, &o);
         assert_eq!(ops.len(), 2, "{ops:#?}");
         assert_eq!(ops[0], Op::DeleteNeighbour(Ipv4Addr::new(240, 0, 0, 8)));
-        assert!(matches!(ops[1], Op::ReplaceNeighbour { ip, .. } if ip == Ipv4Addr::new(240, 0, 0, 1)));
+        assert!(
+            matches!(ops[1], Op::ReplaceNeighbour { ip, .. } if ip == Ipv4Addr::new(240, 0, 0, 1))
+        );
     }
 
     #[test]
@@ -752,10 +771,19 @@ mod tests {
             [0xaa, 0x0f],
             1420,
             None,
-            gw.vxlan.as_ref().map(|v| v.peers.clone()).unwrap_or_default(),
+            gw.vxlan
+                .as_ref()
+                .map(|v| v.peers.clone())
+                .unwrap_or_default(),
         ));
         let ops = diff(&gw_me, &o);
-        assert!(matches!(&ops[2], Op::SetLink(_, c) if c.remote == Some(None)), "{ops:#?}");
-        assert_eq!(count(&ops, |o| matches!(o, Op::DeleteFdb(e) if e.mac == ZERO_MAC)), 0);
+        assert!(
+            matches!(&ops[2], Op::SetLink(_, c) if c.remote == Some(None)),
+            "{ops:#?}"
+        );
+        assert_eq!(
+            count(&ops, |o| matches!(o, Op::DeleteFdb(e) if e.mac == ZERO_MAC)),
+            0
+        );
     }
 }

@@ -34,8 +34,8 @@ pub use observed::{
 };
 pub use op::{LinkChange, LinkSpec, Op};
 
-use crate::plan::{NextHop, NodePlan};
 pub use crate::plan::vxlan::RAVEN0;
+use crate::plan::{NextHop, NodePlan};
 
 /// Reads our kernel state; `devices` are the other devices the plan routes into.
 pub async fn observe(nl: &Netlink, devices: &[String]) -> Result<Observed, NlError> {

@@ -62,7 +62,12 @@ impl NlError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.errno,
-            Some(libc_errno::ENOENT | libc_errno::ESRCH | libc_errno::ENODEV | libc_errno::EADDRNOTAVAIL)
+            Some(
+                libc_errno::ENOENT
+                    | libc_errno::ESRCH
+                    | libc_errno::ENODEV
+                    | libc_errno::EADDRNOTAVAIL
+            )
         )
     }
 
@@ -97,6 +102,9 @@ pub(crate) mod libc_errno {
     pub const EADDRNOTAVAIL: i32 = 99;
 }
 
+/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`).
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// A counted rtnetlink connection.
 #[derive(Clone, Debug)]
 pub struct Netlink {
@@ -111,7 +119,14 @@ impl Netlink {
     /// Strict checking is what makes the kernel honour the filters of our dumps (table and
     /// protocol for routes, interface for neighbours and addresses).
     pub fn connect(counters: Arc<Counters>) -> std::io::Result<Self> {
-        let (conn, handle, _) = rtnetlink::new_connection_with_strict_check()?;
+        let (mut conn, handle, _) = rtnetlink::new_connection_with_strict_check()?;
+        let socket = rtnetlink::sys::AsyncSocket::socket_mut(conn.socket_mut());
+        // Acknowledgements without the echoed request, and room for a full pipeline of them:
+        // an overflowing receive buffer would drop acknowledgements (ENOBUFS) and leave
+        // requests waiting forever. Both are best effort; the defaults also work for small
+        // pipelines.
+        let _ = socket.set_cap_ack(true);
+        let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER);
         tokio::spawn(conn);
         Ok(Self { handle, counters })
     }

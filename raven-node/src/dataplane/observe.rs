@@ -6,6 +6,7 @@
 //! for it); rules are few and we keep those tagged with our protocol.
 
 use futures_util::future::try_join_all;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -18,7 +19,6 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use netlink_packet_route::AddressFamily;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -26,12 +26,12 @@ use ipnetwork::Ipv4Network;
 
 use crate::plan::{MacAddr, RAVEN0_TABLE, Selector, TUNNEL_TABLE};
 
+use super::RAVEN0;
 use super::netlink::{Netlink, NlError};
 use super::observed::{
     FdbEntry, NeighbourEntry, Observed, ObservedLink, ObservedRoute, ObservedRule, ROUTE_PROTOCOL,
     VxlanParams,
 };
-use super::RAVEN0;
 
 /// `NUD_PERMANENT`.
 const NUD_PERMANENT: u16 = 0x80;
@@ -263,9 +263,10 @@ async fn rules(nl: &Netlink) -> Result<Vec<ObservedRule>, NlError> {
         let RouteNetlinkMessage::NewRule(r) = m else {
             continue;
         };
-        let ours = r.attributes.iter().any(
-            |a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == ROUTE_PROTOCOL),
-        );
+        let ours = r
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == ROUTE_PROTOCOL));
         if !ours {
             continue;
         }
@@ -320,7 +321,12 @@ fn permanent(state: NeighbourState) -> bool {
 }
 
 async fn fdb(nl: &Netlink, index: u32) -> Result<Vec<FdbEntry>, NlError> {
-    let answers = dump(nl, neighbour_dump(AddressFamily::Bridge, index), "raven0 FDB").await?;
+    let answers = dump(
+        nl,
+        neighbour_dump(AddressFamily::Bridge, index),
+        "raven0 FDB",
+    )
+    .await?;
     let mut out = Vec::new();
     for m in answers {
         let RouteNetlinkMessage::NewNeighbour(n) = m else {
@@ -360,7 +366,12 @@ fn inet(d: &NeighbourAddress) -> Option<Ipv4Addr> {
 }
 
 async fn neighbours(nl: &Netlink, index: u32) -> Result<Vec<NeighbourEntry>, NlError> {
-    let answers = dump(nl, neighbour_dump(AddressFamily::Inet, index), "raven0 neighbours").await?;
+    let answers = dump(
+        nl,
+        neighbour_dump(AddressFamily::Inet, index),
+        "raven0 neighbours",
+    )
+    .await?;
     let mut out = Vec::new();
     for m in answers {
         let RouteNetlinkMessage::NewNeighbour(n) = m else {

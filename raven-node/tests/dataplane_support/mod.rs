@@ -26,7 +26,10 @@ pub fn require_kernel_test_environment() {
             .arg("-V")
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(ok, "`{tool}` (iproute2) is required by the data-plane kernel tests");
+        assert!(
+            ok,
+            "`{tool}` (iproute2) is required by the data-plane kernel tests"
+        );
     }
 }
 
@@ -100,7 +103,9 @@ impl Ns {
         if !out.status.success() {
             return None;
         }
-        parse(&String::from_utf8_lossy(&out.stdout)).into_iter().next()
+        parse(&String::from_utf8_lossy(&out.stdout))
+            .into_iter()
+            .next()
     }
 
     /// Routes of `table` as `ip -j -d route show table <table>` gives them.
