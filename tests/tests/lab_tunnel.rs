@@ -386,6 +386,32 @@ fn lab_cross_domain_pod_to_pod_and_node_to_pod() {
         assert_eq!(lab.http_get(i, "/healthz").expect("healthz").0, 200);
     }
 
+    // A bad Gateway file is reported (log line + metric) and the rest still applies.
+    let ea2 = lab.node_index("edge-a-2").expect("node");
+    std::fs::write(
+        lab.nodes[ea2].dir.join("gateways/zz-broken.yaml"),
+        "apiVersion: raven.openyurt.io/v1beta1\nkind: Gateway\nmetadata: {name: [\n",
+    )
+    .expect("write a broken file");
+    lab.wait_for(
+        "gateway_file_errors metric",
+        Duration::from_secs(10),
+        || {
+            lab.metric(ea2, "raven_node_gateway_file_errors ")
+                .ok()
+                .flatten()
+                == Some(1.0)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        lab.daemon_log(ea2).contains("zz-broken.yaml"),
+        "no log line names the broken file"
+    );
+    let target = lab.pod("edge-b-1").expect("pod").ip;
+    assert!(lab.ping_from_pod(lab.pod("edge-a-2").expect("pod"), target));
+    assert_eq!(lab.http_get(ea2, "/readyz").expect("readyz").0, 200);
+
     // The pods got their routes from raven-cni through the published node state.
     let pod = lab.pod("edge-a-2").expect("pod");
     let routes = pod

@@ -7,6 +7,8 @@
 //! a restart or an upgrade must not interrupt traffic.
 
 use std::net::SocketAddr;
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -297,3 +299,42 @@ pub fn cleanup(config: &Config) -> Result<(), RunError> {
 
 /// Keeps the trait objects' bounds in one place.
 pub type Drivers = (Box<dyn Dataplane + Send>, Box<dyn Tunnel + Send>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(source: SourceConfig, node: &str) -> Config {
+        Config {
+            node_name: node.to_owned(),
+            source,
+            state_dir: "/nonexistent/state".into(),
+            node_state_file: "/nonexistent/node-state.json".into(),
+            cni_data_dir: "/nonexistent/cni".into(),
+            metrics_addr: None,
+            options: Options::default(),
+            poll_interval: Duration::from_secs(1),
+            timing: Timing::default(),
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_before_touching_anything() {
+        let e = run(config(SourceConfig::Kubernetes, "n1")).unwrap_err();
+        assert!(
+            e.0.contains("Kubernetes mode is not implemented yet"),
+            "{e}"
+        );
+        assert!(e.0.contains("--gateways-dir"), "{e}");
+        let e = run(config(SourceConfig::Dir("/tmp".into()), "")).unwrap_err();
+        assert!(e.0.contains("node name is empty"), "{e}");
+        let mut bad = config(SourceConfig::Dir("/tmp".into()), "n1");
+        bad.options.underlay_mtu = 1000;
+        let e = run(bad).unwrap_err();
+        assert!(
+            e.0.contains("invalid options") && e.0.contains("underlay_mtu"),
+            "{e}"
+        );
+        assert!(!Path::new("/nonexistent/state").exists());
+    }
+}
