@@ -512,7 +512,7 @@ impl Engine {
         }
     }
 
-    /// Graceful stop: nothing to undo (the data plane stays so traffic keeps flowing).
+    /// The node this engine plans for.
     pub fn node(&self) -> &str {
         &self.node
     }
