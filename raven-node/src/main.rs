@@ -1,22 +1,269 @@
-//! `raven-node`: the per-node daemon (DaemonSet).
+//! `raven-node`: the per-node daemon (DaemonSet, or a plain process in standalone mode).
 //!
-//! Not implemented yet: it will reconcile raven0, routes, rules and gateway tunnels from Gateway
-//! objects and publish the node state read by `raven-cni`. Today it only answers `--help` and
-//! `--version`, and refuses to run so that nobody mistakes it for a working daemon.
+//! `raven-node run` reconciles the node from Gateway objects and publishes the node state read
+//! by `raven-cni`; `raven-node cleanup` removes everything Raven owns on the node. Every flag
+//! has an environment variable so a DaemonSet can configure it without a command line.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
-/// Raven node daemon: cross-domain tunnels, per-pod routes and the L7 proxy for one node.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnetwork::IpNetwork;
+use raven_api::nodestate::{DEFAULT_CNI_DATA_DIR, DEFAULT_NODE_STATE_FILE};
+use raven_node::daemon::engine::Timing;
+use raven_node::daemon::{Config, SourceConfig};
+use raven_node::plan::{self, Options, TunnelDriver};
+
+/// Raven node daemon: cross-domain tunnels and per-pod routes for one node.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM/SIGINT (the data plane stays in place on stop).
+    Run(Common),
+    /// Remove everything Raven owns on this node (tunnel, raven0, routes, rules, node state,
+    /// per-pod routes) and nothing else.
+    Cleanup(Common),
+    /// Print this node's tunnel public key (creating the persisted key if needed), for
+    /// `config.publicKey` of its Gateway endpoint in standalone mode.
+    PublicKey {
+        /// State directory holding the key.
+        #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Driver {
+    /// Userspace WireGuard.
+    Wireguard,
+    /// IPsec (kernel xfrm; not in this build yet).
+    Ipsec,
+}
+
+#[derive(Debug, Args)]
+struct Common {
     /// Name of this node (the DaemonSet sets it from the downward API).
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
+    /// Standalone mode: read Gateway objects (YAML or JSON, status included) from the files of
+    /// this directory instead of the Kubernetes API.
+    #[arg(long, env = "RAVEN_GATEWAYS_DIR")]
+    gateways_dir: Option<PathBuf>,
+    /// State directory (persisted generation, tunnel private key).
+    #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
+    state_dir: PathBuf,
+    /// Node-state file read by raven-cni (its `nodeStateFile`).
+    #[arg(long, env = "RAVEN_NODE_STATE_FILE", default_value = DEFAULT_NODE_STATE_FILE)]
+    node_state_file: PathBuf,
+    /// raven-cni's data directory (its `dataDir`), holding the pod records to refresh.
+    #[arg(long, env = "RAVEN_CNI_DATA_DIR", default_value = DEFAULT_CNI_DATA_DIR)]
+    cni_data_dir: PathBuf,
+    /// Address of /metrics, /healthz and /readyz; "off" disables the server.
+    #[arg(long, env = "RAVEN_METRICS_ADDR", default_value = "127.0.0.1:10265")]
+    metrics_addr: String,
+    /// MTU of the underlay (default: observed from the default route's link).
+    #[arg(long, env = "RAVEN_UNDERLAY_MTU")]
+    underlay_mtu: Option<u32>,
+    /// MTU of the link towards the other nodes of the domain, when it differs from the
+    /// underlay's.
+    #[arg(long, env = "RAVEN_DOMAIN_LINK_MTU")]
+    domain_link_mtu: Option<u32>,
+    /// Tunnel driver of the gateways (cluster-wide).
+    #[arg(
+        long,
+        env = "RAVEN_TUNNEL_DRIVER",
+        value_enum,
+        default_value = "wireguard"
+    )]
+    tunnel_driver: Driver,
+    /// Tunnel device name (default: the driver's).
+    #[arg(long, env = "RAVEN_TUNNEL_DEVICE")]
+    tunnel_device: Option<String>,
+    /// Local tunnel UDP port.
+    #[arg(long, env = "RAVEN_LISTEN_PORT", default_value_t = plan::options::DEFAULT_LISTEN_PORT)]
+    listen_port: u16,
+    /// Allow direct tunnels between NATed gateways whose NAT types permit it.
+    #[arg(long, env = "RAVEN_NAT_TRAVERSAL")]
+    nat_traversal: bool,
+    /// Route every node's private IP like a pod subnet.
+    #[arg(long, env = "RAVEN_FORWARD_NODE_IP")]
+    forward_node_ip: bool,
+    /// First two bytes of raven0 MAC addresses, e.g. aa:0f.
+    #[arg(long, env = "RAVEN_MAC_PREFIX", default_value = "aa:0f", value_parser = parse_mac_prefix)]
+    mac_prefix: [u8; 2],
+    /// Local ranges never routed into the tunnel (host networks, service CIDR); repeatable.
+    #[arg(
+        long = "protected-prefix",
+        env = "RAVEN_PROTECTED_PREFIXES",
+        value_delimiter = ','
+    )]
+    protected_prefixes: Vec<IpNetwork>,
+    /// How often the Gateway directory is read, in milliseconds.
+    #[arg(long, env = "RAVEN_POLL_INTERVAL_MS", default_value_t = 1000)]
+    poll_interval_ms: u64,
+    /// Full resync interval, in seconds.
+    #[arg(long, env = "RAVEN_RESYNC_SECONDS", default_value_t = 30)]
+    resync_seconds: u64,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "RAVEN_LOG", default_value = "info")]
+    log: String,
 }
 
-fn main() -> std::process::ExitCode {
-    let _args = Args::parse();
-    eprintln!("raven-node: the data plane is not implemented in this build (see issue 4)");
-    std::process::ExitCode::from(2)
+fn parse_mac_prefix(s: &str) -> Result<[u8; 2], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [a, b] = parts.as_slice() else {
+        return Err(format!("{s:?}: expected two hex bytes like aa:0f"));
+    };
+    let byte = |p: &str| {
+        u8::from_str_radix(p, 16).map_err(|e| format!("{s:?}: {p:?} is not a hex byte: {e}"))
+    };
+    Ok([byte(a)?, byte(b)?])
+}
+
+fn config(c: &Common) -> Result<Config, String> {
+    let metrics_addr = match c.metrics_addr.as_str() {
+        "off" | "" => None,
+        text => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics-addr {text:?}: {e}"))?,
+        ),
+    };
+    if c.poll_interval_ms == 0 || c.resync_seconds == 0 {
+        return Err("--poll-interval-ms and --resync-seconds must be positive".to_owned());
+    }
+    let options = Options {
+        driver: match c.tunnel_driver {
+            Driver::Wireguard => TunnelDriver::WireGuard,
+            Driver::Ipsec => TunnelDriver::Ipsec,
+        },
+        underlay_mtu: c.underlay_mtu.unwrap_or(0),
+        domain_link_mtu: c.domain_link_mtu,
+        nat_traversal: c.nat_traversal,
+        forward_node_ip: c.forward_node_ip,
+        listen_port: c.listen_port,
+        mac_prefix: c.mac_prefix,
+        tunnel_device: c.tunnel_device.clone(),
+        protected_prefixes: c.protected_prefixes.clone(),
+    };
+    let resync = Duration::from_secs(c.resync_seconds);
+    Ok(Config {
+        node_name: c.node_name.clone().unwrap_or_default(),
+        source: match &c.gateways_dir {
+            Some(dir) => SourceConfig::Dir(dir.clone()),
+            None => SourceConfig::Kubernetes,
+        },
+        state_dir: c.state_dir.clone(),
+        node_state_file: c.node_state_file.clone(),
+        cni_data_dir: c.cni_data_dir.clone(),
+        metrics_addr,
+        options,
+        poll_interval: Duration::from_millis(c.poll_interval_ms),
+        timing: Timing {
+            resync,
+            republish: resync.max(Duration::from_secs(60)),
+            ..Timing::default()
+        },
+    })
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = match &cli.command {
+        Command::Run(c) | Command::Cleanup(c) => c,
+        Command::PublicKey { state_dir } => {
+            return match raven_node::daemon::drivers::public_key(state_dir) {
+                Ok(key) => {
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("raven-node: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    init_logging(&common.log);
+    let config = match config(common) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("raven-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(_) => raven_node::daemon::run(config),
+        Command::Cleanup(_) => raven_node::daemon::cleanup(&config),
+        Command::PublicKey { .. } => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_prefix_parsing() {
+        assert_eq!(parse_mac_prefix("aa:0f"), Ok([0xaa, 0x0f]));
+        assert!(parse_mac_prefix("aa").is_err());
+        assert!(parse_mac_prefix("zz:00").is_err());
+    }
+
+    #[test]
+    fn flags_become_config() {
+        let cli = Cli::try_parse_from([
+            "raven-node",
+            "run",
+            "--node-name",
+            "n1",
+            "--gateways-dir",
+            "/gw",
+            "--underlay-mtu",
+            "1500",
+            "--protected-prefix",
+            "10.96.0.0/12,192.168.0.0/16",
+            "--metrics-addr",
+            "off",
+        ])
+        .unwrap();
+        let Command::Run(c) = &cli.command else {
+            panic!("run expected")
+        };
+        let cfg = config(c).unwrap();
+        assert_eq!(cfg.node_name, "n1");
+        assert_eq!(cfg.source, SourceConfig::Dir("/gw".into()));
+        assert_eq!(cfg.metrics_addr, None);
+        assert_eq!(cfg.options.protected_prefixes.len(), 2);
+        assert_eq!(cfg.options.driver, TunnelDriver::WireGuard);
+        let cli = Cli::try_parse_from(["raven-node", "run", "--metrics-addr", "nope"]).unwrap();
+        let Command::Run(c) = &cli.command else {
+            panic!("run expected")
+        };
+        assert!(config(c).unwrap_err().contains("--metrics-addr"));
+    }
 }

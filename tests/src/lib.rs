@@ -11,6 +11,7 @@ pub mod cni_env;
 pub mod error;
 pub mod kernel;
 pub mod kube;
+pub mod lab;
 pub mod netns;
 pub mod nodestate;
 pub mod paths;

@@ -16,8 +16,11 @@ const REMOTE_PREFIXES: [&str; 2] = ["10.244.5.0/24", "10.244.9.0/24"];
 const TUNNEL_MTU: u32 = 1400;
 
 const USAGE: &str = "usage: raven-lab demo [--cni-version 0.3.1|0.4.0|1.0.0|1.1.0]
+       raven-lab multi [--hold]
   demo   create a node netns with bridge+host-local+portmap+raven-cni, start a pod through
-         libcni, show what raven-cni installed, then clean up (needs root; run tests/demo.sh)";
+         libcni, show what raven-cni installed, then clean up (needs root; run tests/demo.sh)
+  multi  build the three-domain lab (cloud, edge-a and edge-b behind NAT), start raven-node
+         on every node, print the ping matrix between pods; --hold keeps it up until Enter";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +32,8 @@ fn main() {
     {
         ["demo"] => report(demo("1.0.0")),
         ["demo", "--cni-version", v] => report(demo(v)),
+        ["multi"] => report(multi(false)),
+        ["multi", "--hold"] => report(multi(true)),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             0
@@ -118,6 +123,66 @@ fn show_pod(env: &CniEnv, pod: &Pod) -> Result<()> {
     match env.read_record(pod)? {
         Some(record) => println!("{}", pretty(&record)),
         None => println!("(no record)"),
+    }
+    Ok(())
+}
+
+/// The multi-domain lab: build, converge, ping matrix, optional hold, teardown on drop.
+fn multi(hold: bool) -> Result<()> {
+    use raven_tests::lab::Lab;
+    let mut lab = Lab::build()?;
+    section(&format!("lab ({})", lab.root().display()));
+    for n in &lab.nodes {
+        println!(
+            "{:<9} domain {:<7} ip {:<14} netns {}",
+            n.spec.name,
+            n.spec.domain,
+            n.spec.ip,
+            n.netns.name()
+        );
+    }
+    for p in &lab.pods {
+        println!(
+            "pod {:<24} on {:<9} ip {:<12} netns {}",
+            p.pod.name,
+            lab.nodes[p.node].spec.name,
+            p.ip,
+            p.pod.netns.name()
+        );
+    }
+    lab.start_daemons()?;
+    let start = std::time::Instant::now();
+    let last = lab.pods.len() - 1;
+    let (first_pod, last_ip) = (&lab.pods[0], lab.pods[last].ip);
+    lab.wait_for(
+        "first cross-domain ping",
+        std::time::Duration::from_secs(30),
+        || lab.ping_from_pod(first_pod, last_ip),
+    )?;
+    section(&format!(
+        "ping matrix after {:?} (rows: from, columns: to)",
+        start.elapsed()
+    ));
+    for a in &lab.pods {
+        let row: Vec<&str> = lab
+            .pods
+            .iter()
+            .map(|b| {
+                if lab.ping_from_pod(a, b.ip) {
+                    "ok"
+                } else {
+                    "--"
+                }
+            })
+            .collect();
+        println!("{:<9} {}", lab.nodes[a.node].spec.name, row.join(" "));
+    }
+    if hold {
+        println!(
+            "\nlab is up; daemon logs in <lab>/<node>/raven-node.log; press Enter to tear down"
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
     }
     Ok(())
 }

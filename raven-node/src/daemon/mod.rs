@@ -1,0 +1,23 @@
+//! The node daemon: Gateway source → [`crate::plan`] → tunnel driver and data plane → node
+//! state for `raven-cni` → per-pod route refresh, with metrics and health endpoints.
+//!
+//! - [`source`]: the standalone Gateway source (files in a directory, polled).
+//! - [`engine`]: one reconcile pass, with the tunnel, data plane and node-state sink behind
+//!   traits so the pass is unit-tested with fakes.
+//! - [`publish`]: the real node-state sink (atomic file, persisted generation, pod refresh).
+//! - [`drivers`]: which data plane and tunnel driver this build runs.
+//! - [`metrics`], [`health`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`mtu`]: observing the underlay MTU.
+//! - [`run`]: the loop, signals, graceful stop and `cleanup`.
+
+pub mod drivers;
+pub mod engine;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod mtu;
+pub mod publish;
+pub mod run;
+pub mod source;
+
+pub use run::{Config, RunError, SourceConfig, cleanup, run};

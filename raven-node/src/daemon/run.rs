@@ -1,0 +1,340 @@
+//! The daemon's main loop and the `cleanup` command, wiring the real pieces together.
+//!
+//! Threads: the main thread runs the loop (poll the Gateway source, pass, republish, sleep);
+//! one thread serves HTTP; one thread waits for SIGTERM/SIGINT/SIGHUP with `sigwait` (the
+//! signals are blocked in every thread, so none is delivered asynchronously) and tells the loop
+//! through a channel. A stop leaves every kernel object and the published node state in place:
+//! a restart or an upgrade must not interrupt traffic.
+
+use std::net::SocketAddr;
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use super::engine::{Dataplane, Engine, NodeStateSink, Timing, Tunnel};
+use super::health::Health;
+use super::http::{self, Endpoints};
+use super::metrics::Metrics;
+use super::publish::FileSink;
+use super::source::{DirWatcher, Poll};
+use super::{drivers, mtu};
+use crate::plan::Options;
+
+/// Where Gateways come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// Files in a directory (standalone mode).
+    Dir(PathBuf),
+    /// The Kubernetes API (not implemented yet).
+    Kubernetes,
+}
+
+/// Everything the daemon needs, already validated by the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's name.
+    pub node_name: String,
+    /// The Gateway source.
+    pub source: SourceConfig,
+    /// The daemon's state directory (persisted generation, tunnel key).
+    pub state_dir: PathBuf,
+    /// The node-state file read by `raven-cni`.
+    pub node_state_file: PathBuf,
+    /// `raven-cni`'s data directory.
+    pub cni_data_dir: PathBuf,
+    /// Where `/metrics`, `/healthz`, `/readyz` listen; `None` disables the server.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Planner options; `underlay_mtu` 0 means "observe it".
+    pub options: Options,
+    /// How often the Gateway directory is read.
+    pub poll_interval: Duration,
+    /// Loop timing.
+    pub timing: Timing,
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+enum Event {
+    Stop(Signal),
+    Resync,
+}
+
+/// Blocks the stop signals in the calling thread (call before spawning any thread, so that
+/// every thread inherits the mask) and starts the thread that waits for them.
+fn spawn_signal_thread(tx: mpsc::Sender<Event>) -> Result<(), RunError> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()
+        .map_err(|e| RunError(format!("blocking signals: {e}")))?;
+    std::thread::Builder::new()
+        .name("raven-signals".to_owned())
+        .spawn(move || {
+            loop {
+                match set.wait() {
+                    Ok(Signal::SIGHUP) => {
+                        if tx.send(Event::Resync).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(sig) => {
+                        let _ = tx.send(Event::Stop(sig));
+                        return;
+                    }
+                    Err(e) => tracing::error!("sigwait: {e}"),
+                }
+            }
+        })
+        .map_err(|e| RunError(format!("starting the signal thread: {e}")))?;
+    Ok(())
+}
+
+fn resolve_options(config: &Config) -> Result<Options, RunError> {
+    let mut options = config.options.clone();
+    if options.underlay_mtu == 0 {
+        options.underlay_mtu = mtu::default_route_mtu().map_err(|e| {
+            RunError(format!(
+                "cannot observe the underlay MTU ({e}); pass --underlay-mtu"
+            ))
+        })?;
+        tracing::info!(mtu = options.underlay_mtu, "observed the underlay MTU");
+    }
+    options
+        .validate()
+        .map_err(|e| RunError(format!("invalid options: {e}")))?;
+    Ok(options)
+}
+
+fn sink(config: &Config) -> FileSink {
+    FileSink {
+        state_file: config.node_state_file.clone(),
+        cni_data_dir: config.cni_data_dir.clone(),
+        state_dir: config.state_dir.clone(),
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let SourceConfig::Dir(dir) = &config.source else {
+        return Err(RunError(
+            "Kubernetes mode is not implemented yet (issue 4): pass --gateways-dir DIR to read \
+             Gateway objects from files"
+                .to_owned(),
+        ));
+    };
+    if config.node_name.is_empty() {
+        return Err(RunError(
+            "the node name is empty: pass --node-name or set NODE_NAME".to_owned(),
+        ));
+    }
+    let options = resolve_options(&config)?;
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+        RunError(format!(
+            "creating the state directory {}: {e}",
+            config.state_dir.display()
+        ))
+    })?;
+    let (tx, rx) = mpsc::channel();
+    spawn_signal_thread(tx)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::default();
+    // Live while the loop wakes: it wakes at least every poll interval.
+    let max_silence = (config.poll_interval * 10).max(Duration::from_secs(10));
+    if let Some(addr) = config.metrics_addr {
+        let bound = http::spawn(
+            addr,
+            Endpoints {
+                metrics: metrics.clone(),
+                health: health.clone(),
+                max_silence,
+            },
+        )
+        .map_err(|e| RunError(format!("listening on {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    }
+    let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
+        .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
+    let mut engine = Engine::new(
+        &config.node_name,
+        options,
+        config.timing.clone(),
+        dataplane,
+        tunnel,
+        Box::new(sink(&config)),
+        metrics.clone(),
+        health.clone(),
+    );
+    tracing::info!(
+        node = %config.node_name,
+        gateways_dir = %dir.display(),
+        state_file = %config.node_state_file.display(),
+        "raven-node started (standalone mode)"
+    );
+
+    let mut watcher = DirWatcher::new(dir);
+    let mut gateways = Vec::new();
+    let mut have_snapshot = false;
+    let mut last_dir_error: Option<String> = None;
+    let mut next_pass = Instant::now();
+    loop {
+        let mut due = false;
+        match watcher.poll() {
+            Poll::Unchanged => {}
+            Poll::Changed(snapshot) => {
+                last_dir_error = None;
+                engine.report_file_errors(&snapshot.errors);
+                gateways = snapshot.gateways;
+                have_snapshot = true;
+                due = true;
+            }
+            Poll::DirError(e) => {
+                if last_dir_error.as_ref() != Some(&e) {
+                    tracing::error!(
+                        "cannot read the Gateway directory: {e}; keeping the last plan"
+                    );
+                    metrics.error("gateway_dir");
+                    last_dir_error = Some(e);
+                }
+            }
+        }
+        let now = Instant::now();
+        if have_snapshot && (due || now >= next_pass) {
+            let report = engine.pass(&gateways, SystemTime::now());
+            next_pass = Instant::now() + engine.next_delay();
+            tracing::debug!(?report, "pass");
+        } else {
+            engine.poll_peers();
+        }
+        if let Err(e) = engine.republish_if_due(SystemTime::now()) {
+            tracing::debug!("republish: {e}");
+        }
+        health.lock().heartbeat = Some(Instant::now());
+        metrics.loop_heartbeat.set(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+        match rx.recv_timeout(config.poll_interval) {
+            Ok(Event::Stop(sig)) => {
+                tracing::info!(
+                    signal = %sig,
+                    "stopping; the data plane and the node state stay in place"
+                );
+                return Ok(());
+            }
+            Ok(Event::Resync) => {
+                tracing::info!("SIGHUP: resync now");
+                next_pass = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(RunError("the signal thread ended".to_owned()));
+            }
+        }
+    }
+}
+
+/// `raven-node cleanup`: removes everything Raven owns on this node and nothing else: the
+/// tunnel, the data plane, the published node state, and (through a refresh against the now
+/// absent state) the per-pod routes `raven-cni` installed. Idempotent.
+pub fn cleanup(config: &Config) -> Result<(), RunError> {
+    let mut options = config.options.clone();
+    if options.underlay_mtu == 0 {
+        // Cleanup needs no MTU; any valid value lets the drivers open.
+        options.underlay_mtu = 1500;
+    }
+    let mut problems = Vec::new();
+    match drivers::open(&config.state_dir, &options) {
+        Ok((mut dataplane, mut tunnel)) => {
+            if let Err(e) = tunnel.cleanup() {
+                problems.push(format!("tunnel: {e}"));
+            }
+            if let Err(e) = dataplane.cleanup() {
+                problems.push(format!("data plane: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!("opening the drivers: {e}")),
+    }
+    let mut sink = sink(config);
+    match sink.remove() {
+        Ok(()) => match sink.refresh_pods() {
+            Ok(counts) => {
+                for e in counts.errors {
+                    problems.push(format!("pod routes: {e}"));
+                }
+                tracing::info!(pods = counts.updated, "removed the per-pod routes");
+            }
+            Err(e) => problems.push(format!("pod routes: {e}")),
+        },
+        Err(e) => problems.push(e),
+    }
+    if problems.is_empty() {
+        tracing::info!("cleanup done");
+        Ok(())
+    } else {
+        Err(RunError(format!(
+            "cleanup incomplete: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+/// Keeps the trait objects' bounds in one place.
+pub type Drivers = (Box<dyn Dataplane + Send>, Box<dyn Tunnel + Send>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(source: SourceConfig, node: &str) -> Config {
+        Config {
+            node_name: node.to_owned(),
+            source,
+            state_dir: "/nonexistent/state".into(),
+            node_state_file: "/nonexistent/node-state.json".into(),
+            cni_data_dir: "/nonexistent/cni".into(),
+            metrics_addr: None,
+            options: Options::default(),
+            poll_interval: Duration::from_secs(1),
+            timing: Timing::default(),
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_before_touching_anything() {
+        let e = run(config(SourceConfig::Kubernetes, "n1")).unwrap_err();
+        assert!(
+            e.0.contains("Kubernetes mode is not implemented yet"),
+            "{e}"
+        );
+        assert!(e.0.contains("--gateways-dir"), "{e}");
+        let e = run(config(SourceConfig::Dir("/tmp".into()), "")).unwrap_err();
+        assert!(e.0.contains("node name is empty"), "{e}");
+        let mut bad = config(SourceConfig::Dir("/tmp".into()), "n1");
+        bad.options.underlay_mtu = 1000;
+        let e = run(bad).unwrap_err();
+        assert!(
+            e.0.contains("invalid options") && e.0.contains("underlay_mtu"),
+            "{e}"
+        );
+        assert!(!Path::new("/nonexistent/state").exists());
+    }
+}

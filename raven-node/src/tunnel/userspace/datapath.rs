@@ -1,0 +1,486 @@
+//! The packet path: one thread per direction plus a timer thread.
+//!
+//! - **outbound** (TUN → UDP): reads packets from the TUN device until it runs dry or a batch
+//!   is full, encrypts each straight into one contiguous buffer and sends the whole batch with
+//!   one `sendmmsg(2)`;
+//! - **inbound** (UDP → TUN): receives a batch with one `recvmmsg(2)`, finds the peer by
+//!   receiver index (or, for a handshake initiation, by the initiator's static key), decrypts,
+//!   checks the inner source against the peer's allowed IPs and writes to the TUN device;
+//!   authenticated packets update the peer's endpoint (NAT roaming);
+//! - **timers**: every 250 ms, boringtun's `update_timers` per peer (rekey, retransmitted
+//!   handshakes, persistent keepalive).
+//!
+//! All buffers are allocated once per thread; the steady state allocates nothing per packet.
+//! Threads block in `poll(2)` only when idle, with a timeout so they notice a stop request.
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon};
+use boringtun::x25519::{PublicKey, StaticSecret};
+
+use super::table::{Entry, PeerTable, destination};
+use super::tun::Tun;
+
+/// Packets per batch.
+const BATCH: usize = 64;
+/// Largest datagram or packet handled.
+const MAX_PACKET: usize = 65_535;
+/// WireGuard adds at most this much (data header + tag); handshakes need 148 bytes.
+const SLACK: usize = 160;
+/// Idle wait before re-checking the stop flag.
+const POLL_MS: i32 = 250;
+/// Timer period (boringtun's timers have one-second resolution; 250 ms keeps them punctual).
+const TIMER_TICK: Duration = Duration::from_millis(250);
+
+/// Why packets were dropped, for metrics and debugging.
+#[derive(Debug, Default)]
+pub struct Drops {
+    /// Outbound packet for a destination no peer carries.
+    pub no_route: AtomicU64,
+    /// Outbound packet for a peer whose endpoint is not known yet.
+    pub no_endpoint: AtomicU64,
+    /// Inbound datagram that is not WireGuard, is for an unknown peer, or fails authentication.
+    pub invalid: AtomicU64,
+    /// Decrypted packet whose source the peer may not use.
+    pub source_not_allowed: AtomicU64,
+    /// Send or TUN write errors.
+    pub io_errors: AtomicU64,
+}
+
+/// What the packet threads share with the driver.
+pub(crate) struct Shared {
+    pub table: RwLock<Arc<PeerTable>>,
+    pub stop: AtomicBool,
+    pub tun: Arc<Tun>,
+    pub socket: UdpSocket,
+    pub secret: StaticSecret,
+    pub public: PublicKey,
+    pub drops: Arc<Drops>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("tun", &self.tun)
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The current table (a cheap `Arc` clone; writers only swap it).
+    pub fn table(&self) -> Arc<PeerTable> {
+        match self.table.read() {
+            Ok(t) => Arc::clone(&t),
+            // A panicking writer cannot leave a half-built table: it is swapped whole.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sends one datagram (handshakes, keepalives, timer output) to the peer's endpoint.
+    pub fn send_to_peer(&self, entry: &Entry, packet: &[u8]) {
+        let endpoint = *lock(&entry.state.endpoint);
+        match endpoint {
+            Some(addr) => {
+                if self.socket.send_to(packet, addr).is_err() {
+                    self.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Locks a mutex, recovering from poisoning (the protected state stays consistent: boringtun
+/// state machines and endpoints are updated by single assignments).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits until `fd` is readable or the timeout passes.
+fn wait_readable(fd: BorrowedFd<'_>) {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+}
+
+/// Encodes a socket address for the kernel.
+fn to_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((storage as *mut libc::sockaddr_storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Decodes a socket address the kernel filled in.
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: &libc::sockaddr_in =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Reusable `mmsghdr` arrays for one thread. The headers point into `iov` and `addrs`, which
+/// are boxed slices that never move; `iov` entries are re-aimed before every call.
+struct Batch {
+    hdrs: Box<[libc::mmsghdr]>,
+    iov: Box<[libc::iovec]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+}
+
+// SAFETY: the raw pointers inside point only into the Batch's own boxed slices and the
+// caller's buffers; a Batch is used by one thread at a time.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    fn new() -> Self {
+        // SAFETY: these are plain C structs for which all-zero is valid.
+        let zero_hdr: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: as above.
+        let zero_addr: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        let mut b = Self {
+            hdrs: vec![zero_hdr; BATCH].into_boxed_slice(),
+            iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ]
+            .into_boxed_slice(),
+            addrs: vec![zero_addr; BATCH].into_boxed_slice(),
+        };
+        for i in 0..BATCH {
+            let iov: *mut libc::iovec = &mut b.iov[i];
+            let addr: *mut libc::sockaddr_storage = &mut b.addrs[i];
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_iov = iov;
+            h.msg_iovlen = 1;
+            h.msg_name = addr.cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        }
+        b
+    }
+}
+
+/// Outbound thread: TUN → encrypt → UDP.
+pub(crate) fn outbound(shared: Arc<Shared>) {
+    let mut input = vec![0u8; MAX_PACKET];
+    // Packets are packed back to back, so only the first few hundred KiB are touched at a
+    // typical MTU; the size only guarantees that a full batch of maximum-size packets fits.
+    let mut out = vec![0u8; BATCH * (MAX_PACKET + SLACK)];
+    let mut batch = Batch::new();
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
+    while !shared.stopping() {
+        let table = shared.table();
+        spans.clear();
+        let mut used = 0;
+        let mut idle = false;
+        while spans.len() < BATCH {
+            let n = match shared.tun.read(&mut input) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    idle = spans.is_empty();
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+                    idle = true;
+                    break;
+                }
+            };
+            let packet = &input[..n];
+            let Some(entry) = destination(packet).and_then(|d| table.route(d)) else {
+                shared.drops.no_route.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let endpoint = *lock(&entry.state.endpoint);
+            let mut tunn = lock(&entry.state.tunn);
+            match tunn.encapsulate(packet, &mut out[used..]) {
+                TunnResult::WriteToNetwork(wire) => {
+                    let len = wire.len();
+                    drop(tunn);
+                    match endpoint {
+                        Some(addr) => {
+                            let i = spans.len();
+                            batch.hdrs[i].msg_hdr.msg_namelen =
+                                to_sockaddr(&addr, &mut batch.addrs[i]);
+                            spans.push((used, len));
+                            used += len;
+                        }
+                        None => {
+                            shared.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                // Queued until the handshake completes.
+                TunnResult::Done => {}
+                _ => {
+                    shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if !spans.is_empty() {
+            send_batch(&shared, &mut batch, &mut out, &spans);
+        }
+        if idle {
+            wait_readable(shared.tun.fd());
+        }
+    }
+}
+
+/// Sends the datagrams `spans` of `out` (addresses already in `batch.addrs`).
+fn send_batch(shared: &Shared, batch: &mut Batch, out: &mut [u8], spans: &[(usize, usize)]) {
+    for (i, &(off, len)) in spans.iter().enumerate() {
+        batch.iov[i] = libc::iovec {
+            iov_base: out[off..].as_mut_ptr().cast(),
+            iov_len: len,
+        };
+    }
+    let mut sent = 0;
+    while sent < spans.len() {
+        let rest = &mut batch.hdrs[sent..spans.len()];
+        // SAFETY: every header points at a valid iovec (aimed at `out`, alive for the call)
+        // and a valid address; the count matches the slice.
+        let n = unsafe {
+            libc::sendmmsg(
+                shared.socket.as_raw_fd(),
+                rest.as_mut_ptr(),
+                rest.len() as libc::c_uint,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The first message failed (unreachable, no route, ...): drop it, go on.
+            shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+            sent += 1;
+        } else {
+            sent += n as usize;
+        }
+    }
+}
+
+/// Inbound thread: UDP → decrypt → TUN.
+pub(crate) fn inbound(shared: Arc<Shared>) {
+    let mut bufs = vec![0u8; BATCH * MAX_PACKET];
+    let mut out = vec![0u8; MAX_PACKET + SLACK];
+    let mut batch = Batch::new();
+    for (i, chunk) in bufs.chunks_mut(MAX_PACKET).enumerate() {
+        batch.iov[i] = libc::iovec {
+            iov_base: chunk.as_mut_ptr().cast(),
+            iov_len: chunk.len(),
+        };
+    }
+    while !shared.stopping() {
+        for h in batch.hdrs.iter_mut() {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_len = 0;
+        }
+        // SAFETY: headers point at BATCH valid iovecs aimed at `bufs` (alive, not otherwise
+        // borrowed during the call) and at valid address storage.
+        let n = unsafe {
+            libc::recvmmsg(
+                shared.socket.as_raw_fd(),
+                batch.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                wait_readable(shared.socket.as_fd());
+            }
+            continue;
+        }
+        let table = shared.table();
+        for i in 0..n as usize {
+            let len = batch.hdrs[i].msg_len as usize;
+            let Some(src) = from_sockaddr(&batch.addrs[i]) else {
+                continue;
+            };
+            let datagram = &bufs[i * MAX_PACKET..i * MAX_PACKET + len];
+            receive(&shared, &table, src, datagram, &mut out);
+        }
+    }
+}
+
+/// Handles one datagram from `src`.
+fn receive(shared: &Shared, table: &PeerTable, src: SocketAddr, datagram: &[u8], out: &mut [u8]) {
+    let invalid = || {
+        shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
+    };
+    let entry = match Tunn::parse_incoming_packet(datagram) {
+        Ok(Packet::HandshakeInit(init)) => {
+            match parse_handshake_anon(&shared.secret, &shared.public, &init) {
+                Ok(half) => table.by_key(&half.peer_static_public),
+                Err(_) => None,
+            }
+        }
+        Ok(Packet::HandshakeResponse(p)) => table.by_receiver(p.receiver_idx),
+        Ok(Packet::PacketCookieReply(p)) => table.by_receiver(p.receiver_idx),
+        Ok(Packet::PacketData(p)) => table.by_receiver(p.receiver_idx),
+        Err(_) => None,
+    };
+    let Some(entry) = entry else {
+        invalid();
+        return;
+    };
+    let mut tunn = lock(&entry.state.tunn);
+    let authenticated = match tunn.decapsulate(Some(src.ip()), datagram, out) {
+        TunnResult::WriteToTunnelV4(packet, source) => {
+            deliver(shared, entry, IpAddr::V4(source), packet);
+            true
+        }
+        TunnResult::WriteToTunnelV6(packet, source) => {
+            deliver(shared, entry, IpAddr::V6(source), packet);
+            true
+        }
+        TunnResult::WriteToNetwork(reply) => {
+            // A handshake response or cookie: always back to where the request came from.
+            if shared.socket.send_to(reply, src).is_err() {
+                shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            // Then whatever was queued waiting for the session.
+            while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], out) {
+                if shared.socket.send_to(queued, src).is_err() {
+                    shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // A cookie reply proves nothing about the sender; a handshake message does.
+            !matches!(
+                Tunn::parse_incoming_packet(datagram),
+                Ok(Packet::PacketCookieReply(_))
+            )
+        }
+        // A keepalive (or a handshake response that completed the session).
+        TunnResult::Done => true,
+        TunnResult::Err(_) => {
+            invalid();
+            false
+        }
+    };
+    drop(tunn);
+    if authenticated {
+        let mut endpoint = lock(&entry.state.endpoint);
+        if *endpoint != Some(src) {
+            tracing::debug!(gateway = %entry.config.gateway, %src, "peer endpoint updated");
+            *endpoint = Some(src);
+        }
+    }
+}
+
+/// Writes a decrypted packet to the TUN device if its source belongs to the peer.
+fn deliver(shared: &Shared, entry: &Entry, source: IpAddr, packet: &[u8]) {
+    if !entry.allows(source) {
+        shared
+            .drops
+            .source_not_allowed
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if shared.tun.write(packet).is_err() {
+        shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Timer thread: rekeys, handshake retries, keepalives.
+pub(crate) fn timers(shared: Arc<Shared>) {
+    let mut out = vec![0u8; MAX_PACKET + SLACK];
+    while !shared.stopping() {
+        std::thread::sleep(TIMER_TICK);
+        let table = shared.table();
+        for entry in &table.peers {
+            let mut tunn = lock(&entry.state.tunn);
+            if let TunnResult::WriteToNetwork(packet) = tunn.update_timers(&mut out) {
+                let len = packet.len();
+                drop(tunn);
+                shared.send_to_peer(entry, &out[..len]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddr_round_trip() {
+        for text in ["192.0.2.1:4500", "[2001:db8::1]:51820"] {
+            let addr: SocketAddr = text.parse().expect("addr");
+            // SAFETY: all-zero sockaddr_storage is valid.
+            let mut storage: libc::sockaddr_storage =
+                unsafe { MaybeUninit::zeroed().assume_init() };
+            let len = to_sockaddr(&addr, &mut storage);
+            assert!(len as usize <= size_of::<libc::sockaddr_storage>());
+            assert_eq!(from_sockaddr(&storage), Some(addr));
+        }
+    }
+}
