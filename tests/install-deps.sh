@@ -13,6 +13,8 @@ packages=(
     iperf3
     hyperfine
     tcpdump
+    iputils-ping                # ping in the lab
+    curl                        # metrics/health checks, kube tier
     time                        # /usr/bin/time: peak RSS in the benchmark
 )
 
