@@ -22,8 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raven_node::plan::{
-    LocalEndpoint, NatType, PeerMode, RemoteDomain, TunnelDriver as Family, TunnelPeer,
-    TunnelPlan,
+    LocalEndpoint, NatType, PeerMode, RemoteDomain, TunnelDriver as Family, TunnelPeer, TunnelPlan,
 };
 use raven_node::tunnel::userspace::UserspaceWireGuard;
 use raven_node::tunnel::{DriverOptions, TunnelDriver};
@@ -64,8 +63,9 @@ fn iperf(a: &str, b: &str, dst: &str) -> f64 {
     thread::sleep(Duration::from_millis(500));
     let out = sh(
         a,
-        &format!("iperf3 -c {dst} -t {secs} -P {streams} -J"),
+        &format!("iperf3 -c {dst} -t {secs} -P {streams} --connect-timeout 5000 -J"),
     );
+    let _ = server.kill();
     let _ = server.wait();
     let json: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
     json["end"]["sum_received"]["bits_per_second"]
@@ -148,19 +148,24 @@ fn boringtun(cli: &Path, a: &str, b: &str, state: &Path) -> Option<f64> {
     let keys: Vec<(String, String)> = (0..2)
         .map(|_| {
             let private = sh(a, "wg genkey").trim().to_owned();
-            let public = sh(a, &format!("echo {private} | wg pubkey")).trim().to_owned();
+            let public = sh(a, &format!("echo {private} | wg pubkey"))
+                .trim()
+                .to_owned();
             (private, public)
         })
         .collect();
     let mut children = Vec::new();
-    for (i, (ns, dev, addr, peer_addr, peer_prefix, src)) in [
-        (a, "bt-a", "192.0.2.1", "192.0.2.2", "10.2.0.0/16", "10.1.0.1"),
-        (b, "bt-b", "192.0.2.2", "192.0.2.1", "10.1.0.0/16", "10.2.0.1"),
+    let names = [
+        format!("bta{}", std::process::id()),
+        format!("btb{}", std::process::id()),
+    ];
+    for (i, (ns, dev, peer_addr, peer_prefix, src)) in [
+        (a, names[0].as_str(), "192.0.2.2", "10.2.0.0/16", "10.1.0.1"),
+        (b, names[1].as_str(), "192.0.2.1", "10.1.0.0/16", "10.2.0.1"),
     ]
     .into_iter()
     .enumerate()
     {
-        let _ = addr;
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(cli)
@@ -175,6 +180,12 @@ fn boringtun(cli: &Path, a: &str, b: &str, state: &Path) -> Option<f64> {
         while !sock.exists() && start.elapsed() < Duration::from_secs(5) {
             thread::sleep(Duration::from_millis(50));
         }
+        assert!(
+            sock.exists(),
+            "boringtun-cli did not create {}",
+            sock.display()
+        );
+        thread::sleep(Duration::from_millis(200));
         let keyfile = state.join(format!("{dev}.key"));
         std::fs::write(&keyfile, format!("{}\n", keys[i].0)).expect("key file");
         sh(
@@ -214,15 +225,24 @@ fn main() {
         sh(ns, "ip link set lo up");
     }
     let ok = Command::new("ip")
-        .args(["link", "add", "wan-a", "netns", &a, "type", "veth", "peer", "wan-b", "netns", &b])
+        .args([
+            "link", "add", "wan-a", "netns", &a, "type", "veth", "peer", "wan-b", "netns", &b,
+        ])
         .status()
         .expect("ip");
     assert!(ok.success());
-    sh(&a, "ip addr add 192.0.2.1/24 dev wan-a; ip link set wan-a up; ip addr add 10.1.0.1/32 dev lo");
-    sh(&b, "ip addr add 192.0.2.2/24 dev wan-b; ip link set wan-b up; ip addr add 10.2.0.1/32 dev lo");
+    sh(
+        &a,
+        "ip addr add 192.0.2.1/24 dev wan-a; ip link set wan-a up; ip addr add 10.1.0.1/32 dev lo",
+    );
+    sh(
+        &b,
+        "ip addr add 192.0.2.2/24 dev wan-b; ip link set wan-b up; ip addr add 10.2.0.1/32 dev lo",
+    );
     let state = tempfile::tempdir().expect("state");
 
     let veth = iperf(&a, &b, "192.0.2.2");
+    println!("  plain veth                  {veth:7.2} Gbit/s");
 
     let (ta, ha, key_a) = gateway(&a, state.path().join("a"));
     let (tb, hb, key_b) = gateway(&b, state.path().join("b"));
@@ -237,10 +257,17 @@ fn main() {
     };
     apply(&tb, plan("a", &key_a, "192.0.2.1:51820", "10.1.0.0/16"));
     apply(&ta, plan("b", &key_b, "192.0.2.2:51820", "10.2.0.0/16"));
-    sh(&a, &format!("ip route replace 10.2.0.0/16 dev {DEVICE} src 10.1.0.1"));
-    sh(&b, &format!("ip route replace 10.1.0.0/16 dev {DEVICE} src 10.2.0.1"));
+    sh(
+        &a,
+        &format!("ip route replace 10.2.0.0/16 dev {DEVICE} src 10.1.0.1"),
+    );
+    sh(
+        &b,
+        &format!("ip route replace 10.1.0.0/16 dev {DEVICE} src 10.2.0.1"),
+    );
     thread::sleep(Duration::from_secs(1));
     let ours = iperf(&a, &b, "10.2.0.1");
+    println!("  raven userspace WireGuard   {ours:7.2} Gbit/s");
     drop((ta, tb));
     let _ = (ha.join(), hb.join());
 
@@ -253,7 +280,11 @@ fn main() {
         }
     };
 
-    println!("wg_throughput (iperf3 TCP, {} s, {} stream(s), 2 namespaces on one host):", env_num("WG_BENCH_SECONDS", 10), env_num("WG_BENCH_STREAMS", 1));
+    println!(
+        "summary (iperf3 TCP, {} s, {} stream(s), 2 namespaces on one host):",
+        env_num("WG_BENCH_SECONDS", 10),
+        env_num("WG_BENCH_STREAMS", 1)
+    );
     println!("  plain veth                  {veth:7.2} Gbit/s");
     println!("  raven userspace WireGuard   {ours:7.2} Gbit/s");
     if let Some(bt) = bt {

@@ -650,7 +650,8 @@ fn teardown_and_cleanup_remove_only_our_device() {
     assert!(!lab.ns_b.has_link(DEVICE));
 
     // A foreign link of the same name is refused and left alone, by apply and by cleanup.
-    lab.ns_a.sh(&format!("ip link add {DEVICE} type veth peer name fg-peer"));
+    lab.ns_a
+        .sh(&format!("ip link add {DEVICE} type veth peer name fg-peer"));
     let err = lab
         .a
         .apply(Some(lab.plan_a(Some("192.0.2.2:51820"))))
