@@ -631,6 +631,20 @@ fn teardown_and_cleanup_remove_only_our_device() {
     let lab = Lab::direct("t");
     lab.up_direct();
 
+    // Deleted behind our back: the next apply recreates it and traffic resumes.
+    lab.ns_a.sh(&format!("ip link del {DEVICE}"));
+    let r = lab
+        .a
+        .apply(Some(lab.plan_a(Some("192.0.2.2:51820"))))
+        .expect("re-apply");
+    assert!(r.device_created, "{r:?}");
+    lab.routes();
+    wait_for(
+        "ping after recreating the device",
+        Duration::from_secs(10),
+        || lab.ping_a_to_b(),
+    );
+
     // apply(None) removes the device; again is a no-op.
     let r = lab.a.apply(None).expect("teardown");
     assert!(r.device_removed, "{r:?}");

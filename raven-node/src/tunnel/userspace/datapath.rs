@@ -186,6 +186,8 @@ struct Batch {
     hdrs: Box<[libc::mmsghdr]>,
     iov: Box<[libc::iovec]>,
     addrs: Box<[libc::sockaddr_storage]>,
+    /// Control-message buffers (UDP_SEGMENT), one per header.
+    ctrl: Box<[[u64; 4]]>,
 }
 
 // SAFETY: the raw pointers inside point only into the Batch's own boxed slices and the
@@ -209,6 +211,7 @@ impl Batch {
             ]
             .into_boxed_slice(),
             addrs: vec![zero_addr; BATCH].into_boxed_slice(),
+            ctrl: vec![[0u64; 4]; BATCH].into_boxed_slice(),
         };
         for i in 0..BATCH {
             let iov: *mut libc::iovec = &mut b.iov[i];
@@ -230,7 +233,8 @@ pub(crate) fn outbound(shared: Arc<Shared>) {
     // typical MTU; the size only guarantees that a full batch of maximum-size packets fits.
     let mut out = vec![0u8; BATCH * (MAX_PACKET + SLACK)];
     let mut batch = Batch::new();
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
+    let mut spans: Vec<(usize, usize, SocketAddr)> = Vec::with_capacity(BATCH);
+    let mut gso = true;
     while !shared.stopping() {
         let table = shared.table();
         spans.clear();
@@ -263,10 +267,7 @@ pub(crate) fn outbound(shared: Arc<Shared>) {
                     drop(tunn);
                     match endpoint {
                         Some(addr) => {
-                            let i = spans.len();
-                            batch.hdrs[i].msg_hdr.msg_namelen =
-                                to_sockaddr(&addr, &mut batch.addrs[i]);
-                            spans.push((used, len));
+                            spans.push((used, len, addr));
                             used += len;
                         }
                         None => {
@@ -282,7 +283,7 @@ pub(crate) fn outbound(shared: Arc<Shared>) {
             }
         }
         if !spans.is_empty() {
-            send_batch(&shared, &mut batch, &mut out, &spans);
+            send_batch(&shared, &mut batch, &mut out, &spans, &mut gso);
         }
         if idle {
             wait_readable(shared.tun.fd());
@@ -290,38 +291,118 @@ pub(crate) fn outbound(shared: Arc<Shared>) {
     }
 }
 
-/// Sends the datagrams `spans` of `out` (addresses already in `batch.addrs`).
-fn send_batch(shared: &Shared, batch: &mut Batch, out: &mut [u8], spans: &[(usize, usize)]) {
-    for (i, &(off, len)) in spans.iter().enumerate() {
-        batch.iov[i] = libc::iovec {
-            iov_base: out[off..].as_mut_ptr().cast(),
-            iov_len: len,
-        };
-    }
-    let mut sent = 0;
-    while sent < spans.len() {
-        let rest = &mut batch.hdrs[sent..spans.len()];
-        // SAFETY: every header points at a valid iovec (aimed at `out`, alive for the call)
-        // and a valid address; the count matches the slice.
-        let n = unsafe {
-            libc::sendmmsg(
-                shared.socket.as_raw_fd(),
-                rest.as_mut_ptr(),
-                rest.len() as libc::c_uint,
-                0,
-            )
-        };
-        if n < 0 {
+/// Linux `UDP_SEGMENT` (generic segmentation offload for UDP sends; not in libc for glibc).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Most segments the kernel accepts in one GSO send.
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one GSO send (one UDP datagram's length field).
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// Sends the datagrams `spans` (offset, length, destination) of `out`.
+///
+/// With `gso`, runs of equal-size datagrams to the same destination (the last may be
+/// shorter), which are contiguous in `out` by construction, go out as one `UDP_SEGMENT` send:
+/// the kernel walks its UDP/IP output path once per run instead of once per datagram, and
+/// `sendmmsg` carries all runs in one syscall. If the kernel refuses GSO, `gso` is cleared
+/// and the rest is sent datagram by datagram.
+fn send_batch(
+    shared: &Shared,
+    batch: &mut Batch,
+    out: &mut [u8],
+    spans: &[(usize, usize, SocketAddr)],
+    gso: &mut bool,
+) {
+    let mut first = 0;
+    let mut starts = [0usize; BATCH + 1];
+    while first < spans.len() {
+        // Group spans into messages.
+        let mut msgs = 0;
+        let mut i = first;
+        while i < spans.len() && msgs < BATCH {
+            let (off, len, addr) = spans[i];
+            let mut j = i + 1;
+            let mut total = len;
+            if *gso {
+                while j < spans.len()
+                    && j - i < GSO_MAX_SEGMENTS
+                    && spans[j].2 == addr
+                    && spans[j - 1].1 == len
+                    && spans[j].1 <= len
+                    && spans[j].0 == off + total
+                    && total + spans[j].1 <= GSO_MAX_BYTES
+                {
+                    total += spans[j].1;
+                    j += 1;
+                }
+            }
+            batch.iov[msgs] = libc::iovec {
+                iov_base: out[off..].as_mut_ptr().cast(),
+                iov_len: total,
+            };
+            let hdr = &mut batch.hdrs[msgs].msg_hdr;
+            hdr.msg_namelen = to_sockaddr(&addr, &mut batch.addrs[msgs]);
+            if j - i > 1 {
+                let ctrl: *mut [u64; 4] = &mut batch.ctrl[msgs];
+                hdr.msg_control = ctrl.cast();
+                // SAFETY: CMSG_SPACE is a pure computation; the control buffer (32 bytes,
+                // 8-aligned) holds one header plus a u16 (24 bytes), written through the
+                // kernel's own cmsg accessors.
+                unsafe {
+                    hdr.msg_controllen = libc::CMSG_SPACE(2) as usize;
+                    let cmsg = libc::CMSG_FIRSTHDR(hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), len as u16);
+                }
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            starts[msgs] = i;
+            msgs += 1;
+            i = j;
+        }
+        starts[msgs] = i;
+        // Send them.
+        let mut sent = 0;
+        let mut resplit = false;
+        while sent < msgs {
+            let rest = &mut batch.hdrs[sent..msgs];
+            // SAFETY: every header points at a valid iovec (aimed at `out`, alive for the
+            // call), a valid address and, if set, a valid control buffer.
+            let n = unsafe {
+                libc::sendmmsg(
+                    shared.socket.as_raw_fd(),
+                    rest.as_mut_ptr(),
+                    rest.len() as libc::c_uint,
+                    0,
+                )
+            };
+            if n >= 0 {
+                sent += n as usize;
+                continue;
+            }
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            // The first message failed (unreachable, no route, ...): drop it, go on.
+            let was_gso = starts[sent + 1] - starts[sent] > 1;
+            let refused = matches!(
+                e.raw_os_error(),
+                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+            );
+            if was_gso && refused {
+                tracing::info!(error = %e, "UDP GSO refused by the kernel; sending datagrams one by one");
+                *gso = false;
+                resplit = true;
+                break;
+            }
+            // The message failed (unreachable, no route, ...): drop it, go on.
             shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
             sent += 1;
-        } else {
-            sent += n as usize;
         }
+        first = if resplit { starts[sent] } else { starts[msgs] };
     }
 }
 

@@ -293,10 +293,23 @@ impl TunnelDriver for UserspaceWireGuard {
             let old = r.tun.name().to_owned();
             self.teardown(&old)?;
         }
+        // Someone deleted our device under us (`ip link del`): our descriptor now points at
+        // nothing. Drop it and create the device afresh below; the peer state is kept.
+        let vanished = self
+            .running
+            .as_ref()
+            .is_some_and(|r| matches!(tun::exists(r.tun.name()), Ok(false)));
+        let mut carried = None;
+        if vanished && let Some(mut r) = self.running.take() {
+            tracing::warn!(device = %plan.device, "tunnel device disappeared; recreating it");
+            r.stop();
+            carried = Some(r.shared.table());
+        }
         let old_table = self
             .running
             .as_ref()
             .map(|r| r.shared.table())
+            .or(carried)
             .unwrap_or_default();
         match &mut self.running {
             Some(r) if r.port == plan.listen_port => {
