@@ -17,7 +17,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
@@ -100,15 +99,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         pools_started = true;
     }
 
-    let reporter = Reporter {
-        controller: "raven-controller".into(),
-        instance: Some(settings.leader.identity.clone()),
-    };
-    let ctx = pass::Context::new(
-        client.clone(),
-        settings.clone(),
-        Recorder::new(client.clone(), reporter),
-    );
+    let ctx = pass::Context::new(client.clone(), settings.clone());
     let mut next_resync = Instant::now();
     let mut seats = std::collections::BTreeMap::new();
     let mut was_leader = false;

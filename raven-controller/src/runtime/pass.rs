@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event as CoreEvent, EventSource, Node, ObjectReference, Service,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event as KEvent, EventType, Recorder};
 use kube::{Client, Resource};
 use raven_api::gateway::v1beta1::{Gateway, GatewayStatus};
 use raven_api::gateway::validation::validate;
@@ -36,6 +38,8 @@ use super::observe::Stores;
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "raven-controller";
+/// Namespace of Events about Gateways (cluster-scoped).
+pub const EVENT_NAMESPACE: &str = "default";
 /// Event reason for a Gateway whose spec has defects.
 pub const EVENT_INVALID_GATEWAY: &str = "InvalidGateway";
 
@@ -45,8 +49,6 @@ pub struct Context {
     pub client: Client,
     /// Configuration.
     pub settings: Settings,
-    /// Event recorder.
-    pub recorder: Recorder,
     /// Successful writes since start (for tests and benchmarks).
     pub writes: AtomicU64,
     /// Last reported problems per object, so a problem is reported once, not every pass.
@@ -64,11 +66,10 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// A new context.
-    pub fn new(client: Client, settings: Settings, recorder: Recorder) -> Context {
+    pub fn new(client: Client, settings: Settings) -> Context {
         Context {
             client,
             settings,
-            recorder,
             writes: AtomicU64::new(0),
             reported: Mutex::new(BTreeMap::new()),
         }
@@ -146,12 +147,13 @@ fn ok_if_gone<T>(r: kube::Result<T>) -> Result<(), String> {
 
 fn gateway_ref(gw: &Gateway) -> ObjectReference {
     let mut r = gw.object_ref(&());
-    // Cluster-scoped: the Event lands in "default", which the recorder picks.
     r.namespace = None;
     r
 }
 
-/// Publishes one Event; failures are only logged (Events are best effort).
+/// Publishes one core/v1 Event about a Gateway in `default` (where Events about
+/// cluster-scoped objects go; the 1.20 events.k8s.io validation rejects those). Failures are
+/// only logged: Events are best effort.
 async fn publish(
     ctx: &Context,
     reference: &ObjectReference,
@@ -159,19 +161,36 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let ev = KEvent {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+    let now = Timestamp::now();
+    let name = format!(
+        "{}.{:x}",
+        reference.name.as_deref().unwrap_or("raven-controller"),
+        now.as_nanosecond()
+    );
+    let ev = CoreEvent {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(EVENT_NAMESPACE.to_owned()),
+            ..Default::default()
         },
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
+        involved_object: reference.clone(),
+        reason: Some(reason.to_owned()),
+        message: Some(note),
+        type_: Some(if warning { "Warning" } else { "Normal" }.to_owned()),
+        source: Some(EventSource {
+            component: Some(FIELD_MANAGER.to_owned()),
+            host: None,
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        reporting_component: Some(FIELD_MANAGER.to_owned()),
+        reporting_instance: Some(ctx.settings.leader.identity.clone()),
+        ..Default::default()
     };
-    match ctx.recorder.publish(&ev, reference).await {
-        Ok(()) => {
+    let api: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), EVENT_NAMESPACE);
+    match api.create(&PostParams::default(), &ev).await {
+        Ok(_) => {
             ctx.writes.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => warn!(error = %e, reason, "cannot publish event"),
