@@ -269,11 +269,14 @@ fn controller_domains_services_dns_and_restart() {
     add_node(&api, "edge-a2", Some("hz"), "192.168.1.2", "10.244.12.0/24");
     add_node(&api, "edge-s1", Some("sh"), "192.168.2.1", "10.244.21.0/24");
     add_node(&api, "solo", None, "192.168.3.1", "10.244.31.0/24");
-    // A user's Gateway and node: never taken over.
+    // A user's Gateway and node: never taken over. The Gateway is also a bad object (an
+    // unknown endpoint type, a malformed CIDR annotation): reported, worked around, no crash.
     let user_gw = json!({"apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
-        "metadata": {"name": "gw-user"},
+        "metadata": {"name": "gw-user",
+            "annotations": {"raven.openyurt.io/extra-allowed-source-cidrs": "10.0.0.0/8,garbage"}},
         "spec": {"proxyConfig": {"Replicas": 0}, "tunnelConfig": {"Replicas": 1},
-                 "endpoints": [{"nodeName": "user-1", "type": "tunnel", "port": 4500}]}});
+                 "endpoints": [{"nodeName": "user-1", "type": "tunnel", "port": 4500},
+                               {"nodeName": "user-1", "type": "bogus", "port": 1}]}});
     api.admin("POST", GW, Some(&user_gw.to_string()))
         .expect("user gateway");
     add_node(&api, "user-1", None, "192.168.4.1", "10.244.41.0/24");
@@ -438,6 +441,18 @@ fn controller_domains_services_dns_and_restart() {
     assert!(
         ev.contains(&("gw-hz".to_string(), "ActiveEndpointElected".to_string())),
         "{ev:?}"
+    );
+    let bad: Vec<&(String, String)> = ev.iter().filter(|(_, r)| r == "InvalidGateway").collect();
+    assert_eq!(
+        bad,
+        vec![&("gw-user".to_string(), "InvalidGateway".to_string())],
+        "exactly one report for the bad Gateway"
+    );
+    let user = get(&api, &format!("{GW}/gw-user")).expect("gw-user");
+    assert_eq!(
+        user["status"]["nodes"][0]["subnets"],
+        json!(["10.244.41.0/24"]),
+        "bad CIDRs not published"
     );
 
     // Membership changes.

@@ -100,6 +100,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     }
 
     let ctx = pass::Context::new(client.clone(), settings.clone());
+    ctx.seed_reports().await;
     let mut next_resync = Instant::now();
     let mut seats = std::collections::BTreeMap::new();
     let mut was_leader = false;

@@ -52,7 +52,8 @@ pub struct Context {
     /// Successful writes since start (for tests and benchmarks).
     pub writes: AtomicU64,
     /// Last reported problems per object, so a problem is reported once, not every pass.
-    reported: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Values are the problems joined by [`PROBLEM_SEPARATOR`] (the Event message).
+    reported: Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -80,18 +81,61 @@ impl Context {
         let Ok(mut map) = self.reported.lock() else {
             return true;
         };
-        let old = map.get(key).map(Vec::as_slice).unwrap_or_default();
-        if old == problems {
+        let joined = problems.join(PROBLEM_SEPARATOR);
+        if map.get(key).map(String::as_str).unwrap_or_default() == joined {
             return false;
         }
         if problems.is_empty() {
             map.remove(key);
         } else {
-            map.insert(key.to_owned(), problems.to_vec());
+            map.insert(key.to_owned(), joined);
         }
         true
     }
+
+    /// Seeds the report memory from the Events a previous process left, so a restart does not
+    /// report the same bad Gateway again (each Event is a write).
+    pub async fn seed_reports(&self) {
+        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), EVENT_NAMESPACE);
+        let list = match api.list(&kube::api::ListParams::default()).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot list previous events; bad objects may be reported again");
+                return;
+            }
+        };
+        let mut latest: BTreeMap<String, (Option<Timestamp>, String)> = BTreeMap::new();
+        for ev in list.items {
+            let ours =
+                ev.source.as_ref().and_then(|s| s.component.as_deref()) == Some(FIELD_MANAGER);
+            if !ours
+                || ev.reason.as_deref() != Some(EVENT_INVALID_GATEWAY)
+                || ev.involved_object.kind.as_deref() != Some("Gateway")
+            {
+                continue;
+            }
+            let Some(name) = ev.involved_object.name.clone() else {
+                continue;
+            };
+            let at = ev.last_timestamp.as_ref().map(|t| t.0);
+            let msg = ev.message.clone().unwrap_or_default();
+            let e = latest
+                .entry(format!("gateway/{name}"))
+                .or_insert((at, msg.clone()));
+            if at > e.0 {
+                *e = (at, msg);
+            }
+        }
+        if let Ok(mut map) = self.reported.lock() {
+            for (k, (_, msg)) in latest {
+                map.insert(k, msg);
+            }
+        }
+    }
 }
+
+/// Joins the problems of one object into one Event message.
+const PROBLEM_SEPARATOR: &str = "; ";
 
 /// What the loop needs from a pass.
 #[derive(Debug, Default)]
@@ -421,7 +465,7 @@ pub async fn run_pass(ctx: &Context, stores: &Stores) -> PassOutcome {
                 gateway_ref(gw),
                 true,
                 EVENT_INVALID_GATEWAY.to_owned(),
-                problems.join("; "),
+                problems.join(PROBLEM_SEPARATOR),
             ));
         }
         if status_changed(gw.status.as_ref(), &e.status) {
