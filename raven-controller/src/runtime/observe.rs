@@ -133,20 +133,24 @@ fn node_filter() -> impl FnMut(&Event<Node>) -> bool + Send + 'static {
     }
 }
 
-/// Filter for Leases: a `raven-node-*` Lease appearing, disappearing or changing liveness.
+/// Filter for Leases: a `raven-node-*` Lease appearing, disappearing or changing liveness,
+/// judged against the previous expiry at the time of the new event (so a Lease renewed after
+/// it had expired, i.e. a recovered node, triggers a pass).
 fn lease_filter() -> impl FnMut(&Event<Lease>) -> bool + Send + 'static {
-    let mut live: BTreeMap<String, bool> = BTreeMap::new();
+    let mut expiry: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
     move |e| match e {
         Event::Apply(l) | Event::InitApply(l) => {
             let name = l.metadata.name.clone().unwrap_or_default();
             if !name.starts_with(NODE_LEASE_PREFIX) {
                 return false;
             }
-            let now_live = LeaseView::from_lease(l).is_live(Timestamp::now());
-            let changed = live.insert(name, now_live) != Some(now_live);
-            changed && matches!(e, Event::Apply(_))
+            let now = Timestamp::now();
+            let view = LeaseView::from_lease(l);
+            let old = expiry.insert(name, view.expires_at());
+            let was_live = old.flatten().is_some_and(|t| now < t);
+            (old.is_none() || was_live != view.is_live(now)) && matches!(e, Event::Apply(_))
         }
-        Event::Delete(l) => live
+        Event::Delete(l) => expiry
             .remove(l.metadata.name.as_deref().unwrap_or_default())
             .is_some(),
         Event::Init => false,
@@ -319,6 +323,42 @@ mod tests {
         assert!(f(&Event::Apply(node("a", "False", "3"))), "ready flip");
         assert!(f(&Event::Apply(node("b", "True", "1"))), "new node");
         assert!(f(&Event::Delete(node("b", "True", "1"))));
+    }
+
+    fn lease(name: &str, renewed_secs_ago: i64, duration: i32) -> Lease {
+        use k8s_openapi::api::coordination::v1::LeaseSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        use k8s_openapi::jiff::SignedDuration;
+        let renewed = Timestamp::now()
+            .checked_sub(SignedDuration::from_secs(renewed_secs_ago))
+            .expect("time");
+        Lease {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(duration),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn lease_filter_wakes_on_liveness_changes_only() {
+        let mut f = lease_filter();
+        assert!(!f(&Event::InitApply(lease("raven-node-a", 0, 40))));
+        assert!(!f(&Event::InitApply(lease("raven-node-b", 100, 40))));
+        assert!(f(&Event::InitDone));
+        assert!(!f(&Event::Apply(lease("raven-node-a", 0, 40))), "renewal");
+        assert!(f(&Event::Apply(lease("raven-node-b", 0, 40))), "recovered");
+        assert!(f(&Event::Apply(lease("raven-node-c", 0, 40))), "new lease");
+        assert!(
+            !f(&Event::Apply(lease("kube-scheduler", 0, 40))),
+            "not ours"
+        );
+        assert!(f(&Event::Delete(lease("raven-node-c", 0, 40))));
     }
 
     #[test]
