@@ -85,11 +85,13 @@ impl std::fmt::Debug for Stores {
 }
 
 /// Runs one reflector, calling `relevant` for each event and waking `trigger` when it says so.
+/// `trim` shrinks each object before it is cached (memory at 10k nodes).
 fn spawn_reflector<K>(
     api: Api<K>,
     cfg: watcher::Config,
     writer: reflector::store::Writer<K>,
     trigger: Arc<Notify>,
+    trim: fn(&mut K),
     mut relevant: impl FnMut(&Event<K>) -> bool + Send + 'static,
 ) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -99,6 +101,7 @@ fn spawn_reflector<K>(
     tokio::spawn(async move {
         let mut stream = watcher::watcher(api, cfg)
             .default_backoff()
+            .modify(trim)
             .reflect(writer)
             .boxed();
         while let Some(ev) = stream.next().await {
@@ -112,6 +115,45 @@ fn spawn_reflector<K>(
             }
         }
     });
+}
+
+/// Drops `managedFields`, which no planner reads and which dominate small objects.
+fn trim_meta<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// Keeps of a Node only what [`NodeView::from_node`] reads (name, labels, Ready, addresses,
+/// pod CIDRs) plus the resourceVersion: images, node info and the other conditions of 10k
+/// Nodes would otherwise be most of the controller's memory.
+fn trim_node(n: &mut Node) {
+    let meta = &mut n.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    if let Some(spec) = n.spec.as_mut() {
+        spec.taints = None;
+        spec.config_source = None;
+        spec.provider_id = None;
+    }
+    if let Some(st) = n.status.as_mut() {
+        st.images = None;
+        st.node_info = None;
+        st.volumes_attached = None;
+        st.volumes_in_use = None;
+        st.capacity = None;
+        st.allocatable = None;
+        st.daemon_endpoints = None;
+        st.config = None;
+        st.features = None;
+        st.runtime_handlers = None;
+        if let Some(c) = st.conditions.as_mut() {
+            c.retain(|c| c.type_ == "Ready");
+            for c in c.iter_mut() {
+                c.message = None;
+                c.last_heartbeat_time = None;
+            }
+        }
+    }
 }
 
 /// Filter for Nodes: changes of what [`NodeView`] holds.
@@ -195,6 +237,7 @@ pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
         cfg(),
         w,
         trigger.clone(),
+        trim_node,
         node_filter(),
     );
     let (gateways, w) = reflector::store();
@@ -203,6 +246,7 @@ pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
         cfg(),
         w,
         trigger.clone(),
+        trim_meta,
         |e: &Event<Gateway>| !matches!(e, Event::Init | Event::InitApply(_)),
     );
     let (leases, w) = reflector::store();
@@ -211,6 +255,7 @@ pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
         cfg(),
         w,
         trigger.clone(),
+        trim_meta,
         lease_filter(),
     );
     let (configmaps, w) = reflector::store();
@@ -219,6 +264,7 @@ pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
         cfg(),
         w,
         trigger.clone(),
+        trim_meta,
         ours_filter(is_our_config),
     );
     let (services, w) = reflector::store();
@@ -227,6 +273,7 @@ pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
         cfg(),
         w,
         trigger.clone(),
+        trim_meta,
         ours_filter(|s: &Service| is_our_service_meta(&s.metadata)),
     );
     let (endpoints, w) = reflector::store();
@@ -235,6 +282,7 @@ pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
         cfg(),
         w,
         trigger,
+        trim_meta,
         ours_filter(|e: &Endpoints| is_our_service_meta(&e.metadata)),
     );
     Stores {
