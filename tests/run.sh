@@ -42,6 +42,9 @@ echo "ok"
 section "release build of raven-cni"
 cargo build --release -p raven-cni
 
+section "build raven-controller (the apiserver tests run the binary)"
+cargo build -p raven-controller
+
 section "cargo test --workspace --all-features"
 # --all-features: raven-api's Gateway tests (CRD drift, Go fixtures) live behind its `kube` feature.
 cargo test --workspace --all-features

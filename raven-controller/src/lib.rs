@@ -8,11 +8,17 @@
 //!   carry which `raven.openyurt.io/gateway` label;
 //! - [`election`]: the active endpoints and member nodes written into a Gateway's status, with
 //!   the "changed?" test and the transition events;
-//! - [`triggers`]: which Gateways a Node or `raven-cfg` change re-elects.
+//! - [`triggers`]: which Gateways a Node or `raven-cfg` change re-elects;
+//! - [`services`]: the public LoadBalancer Services/Endpoints and the internal proxy Service;
+//! - [`dns`]: the `edge-tunnel-nodes` hosts ConfigMap.
 //!
-//! The kube-rs reconcilers that observe the cluster and apply these plans build on this core.
+//! [`runtime`] is the kube-rs side: watch caches, leader election and the reconcile passes
+//! that apply these plans.
 
+pub mod dns;
 pub mod domains;
 pub mod election;
 pub mod model;
+pub mod runtime;
+pub mod services;
 pub mod triggers;

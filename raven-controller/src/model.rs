@@ -36,6 +36,9 @@ pub struct NodeView {
     pub ready: bool,
     /// First `InternalIP` address that parses as an IP (v4 or v6, whichever comes first).
     pub private_ip: Option<IpAddr>,
+    /// Last `ExternalIP` address that parses as an IP: the DNS fallback for a node without an
+    /// internal address (upstream's choice, kept so CoreDNS answers the same).
+    pub external_ip: Option<IpAddr>,
     /// Pod CIDRs: `spec.podCIDRs` (every family), else `spec.podCIDR`; empty when unassigned.
     pub pod_cidrs: Vec<String>,
 }
@@ -61,6 +64,13 @@ impl NodeView {
             .flatten()
             .filter(|a| a.type_ == "InternalIP")
             .find_map(|a| a.address.parse::<IpAddr>().ok());
+        let external_ip = status
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "ExternalIP")
+            .filter_map(|a| a.address.parse::<IpAddr>().ok())
+            .next_back();
         let spec = node.spec.as_ref();
         let mut pod_cidrs: Vec<String> = spec
             .and_then(|s| s.pod_cidrs.clone())
@@ -80,6 +90,7 @@ impl NodeView {
             labels: node.metadata.labels.clone().unwrap_or_default(),
             ready,
             private_ip,
+            external_ip,
             pod_cidrs,
         }
     }

@@ -452,3 +452,172 @@ impl Drop for KubeApiServer {
         }
     }
 }
+
+/// The collection path of a single-object YAML manifest, from its top-level `kind:` and its
+/// `metadata.namespace` (a line indented by exactly two spaces). Covers the kinds under
+/// `deploy/rbac`; anything else is an error, not a guess.
+pub fn manifest_path(yaml: &str) -> Result<String, KubeError> {
+    let kind = yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("kind: "))
+        .map(str::trim)
+        .ok_or_else(|| err("manifest has no top-level kind"))?;
+    let ns = yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("  namespace: "))
+        .map(str::trim);
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let need_ns = || ns.ok_or_else(|| err(format!("{kind} manifest without a namespace")));
+    Ok(match kind {
+        "ServiceAccount" => format!("/api/v1/namespaces/{}/serviceaccounts", need_ns()?),
+        "ClusterRole" => format!("{rbac}/clusterroles"),
+        "ClusterRoleBinding" => format!("{rbac}/clusterrolebindings"),
+        "Role" => format!("{rbac}/namespaces/{}/roles", need_ns()?),
+        "RoleBinding" => format!("{rbac}/namespaces/{}/rolebindings", need_ns()?),
+        other => return Err(err(format!("manifest kind {other} not supported"))),
+    })
+}
+
+impl KubeApiServer {
+    /// Creates every `*.yaml` in `dir` (sorted by name) as admin; returns the file names.
+    pub fn apply_dir(&self, dir: &Path) -> Result<Vec<String>, KubeError> {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|e| err(format!("read {}: {e}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        let mut names = Vec::new();
+        for f in files {
+            let yaml =
+                fs::read_to_string(&f).map_err(|e| err(format!("read {}: {e}", f.display())))?;
+            self.admin("POST", &manifest_path(&yaml)?, Some(&yaml))?;
+            names.push(
+                f.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(names)
+    }
+
+    /// GET as admin, parsed; `None` on 404.
+    pub fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, KubeError> {
+        let r = self.request(ADMIN_TOKEN, "GET", path, None)?;
+        match r.status {
+            404 => Ok(None),
+            s if (200..300).contains(&s) => r.json().map(Some),
+            s => Err(err(format!("GET {path}: HTTP {s}: {}", r.body))),
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes; the error carries
+/// `what` and the last observation.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<(T, Duration), KubeError> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok((v, start.elapsed())),
+            Ok(None) => {}
+            Err(e) => last = e,
+        }
+        if start.elapsed() > timeout {
+            return Err(err(format!(
+                "timed out after {timeout:?} waiting for {what}; last: {last}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `raven-controller` process, killed on drop; its stderr goes to a log file.
+#[derive(Debug)]
+pub struct ControllerProcess {
+    child: Option<Child>,
+    /// The log file.
+    pub log: PathBuf,
+}
+
+/// The `raven-controller` binary: `$RAVEN_CONTROLLER_BIN`, else the newer of the debug and
+/// release builds in the target directory.
+pub fn find_controller() -> Result<PathBuf, KubeError> {
+    if let Some(p) = std::env::var_os("RAVEN_CONTROLLER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let t = crate::paths::target_dir();
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = ["debug", "release"]
+        .iter()
+        .map(|p| t.join(p).join("raven-controller"))
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p).ok_or_else(|| {
+        err("raven-controller is not built: run `cargo build -p raven-controller` first")
+    })
+}
+
+impl ControllerProcess {
+    /// Starts `raven-controller run --kubeconfig <kubeconfig> <args>`.
+    pub fn start(kubeconfig: &Path, log: PathBuf, args: &[&str]) -> Result<Self, KubeError> {
+        let bin = find_controller()?;
+        let file = fs::File::create(&log).map_err(|e| err(format!("log file: {e}")))?;
+        let child = Command::new(&bin)
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env("RUST_LOG", "info,raven_controller=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| err(format!("spawn {}: {e}", bin.display())))?;
+        Ok(ControllerProcess {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the process and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Resident set size in KiB (from /proc), while running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
