@@ -42,8 +42,8 @@ echo "ok"
 section "release build of raven-cni"
 cargo build --release -p raven-cni
 
-section "build raven-controller (the apiserver tests run the binary)"
-cargo build -p raven-controller
+section "build raven-controller and raven-node (the apiserver and lab tests run the binaries)"
+cargo build -p raven-controller -p raven-node
 
 section "cargo test --workspace --all-features"
 # --all-features: raven-api's Gateway tests (CRD drift, Go fixtures) live behind its `kube` feature.
