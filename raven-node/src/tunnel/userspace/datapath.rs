@@ -8,7 +8,8 @@
 //!   checks the inner source against the peer's allowed IPs and writes to the TUN device;
 //!   authenticated packets update the peer's endpoint (NAT roaming);
 //! - **timers**: every 250 ms, boringtun's `update_timers` per peer (rekey, retransmitted
-//!   handshakes, persistent keepalive).
+//!   handshakes, persistent keepalive), plus the dead-session probe of [`super::liveness`]
+//!   (forced handshake when keepalives go unanswered; inbound answers probing keepalives).
 //!
 //! All buffers are allocated once per thread; the steady state allocates nothing per packet.
 //! Threads block in `poll(2)` only when idle, with a timeout so they notice a stop request.
