@@ -8,7 +8,8 @@
 //!   checks the inner source against the peer's allowed IPs and writes to the TUN device;
 //!   authenticated packets update the peer's endpoint (NAT roaming);
 //! - **timers**: every 250 ms, boringtun's `update_timers` per peer (rekey, retransmitted
-//!   handshakes, persistent keepalive).
+//!   handshakes, persistent keepalive), plus the dead-session probe of [`super::liveness`]
+//!   (forced handshake when keepalives go unanswered; inbound answers probing keepalives).
 //!
 //! All buffers are allocated once per thread; the steady state allocates nothing per packet.
 //! Threads block in `poll(2)` only when idle, with a timeout so they notice a stop request.
@@ -24,6 +25,7 @@ use std::time::Duration;
 use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
+use super::liveness::{self, Action};
 use super::table::{Entry, PeerTable, destination};
 use super::tun::Tun;
 
@@ -441,23 +443,33 @@ pub(crate) fn inbound(shared: Arc<Shared>) {
             continue;
         }
         let table = shared.table();
+        let now = liveness::now_ms();
         for i in 0..n as usize {
             let len = batch.hdrs[i].msg_len as usize;
             let Some(src) = from_sockaddr(&batch.addrs[i]) else {
                 continue;
             };
             let datagram = &bufs[i * MAX_PACKET..i * MAX_PACKET + len];
-            receive(&shared, &table, src, datagram, &mut out);
+            receive(&shared, &table, src, datagram, &mut out, now);
         }
     }
 }
 
-/// Handles one datagram from `src`.
-fn receive(shared: &Shared, table: &PeerTable, src: SocketAddr, datagram: &[u8], out: &mut [u8]) {
+/// Handles one datagram from `src`, received at `now` (see [`liveness::now_ms`]).
+fn receive(
+    shared: &Shared,
+    table: &PeerTable,
+    src: SocketAddr,
+    datagram: &[u8],
+    out: &mut [u8],
+    now: u64,
+) {
     let invalid = || {
         shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
     };
-    let entry = match Tunn::parse_incoming_packet(datagram) {
+    let parsed = Tunn::parse_incoming_packet(datagram);
+    let is_data = matches!(parsed, Ok(Packet::PacketData(_)));
+    let entry = match parsed {
         Ok(Packet::HandshakeInit(init)) => {
             match parse_handshake_anon(&shared.secret, &shared.public, &init) {
                 Ok(half) => table.by_key(&half.peer_static_public),
@@ -501,7 +513,19 @@ fn receive(shared: &Shared, table: &PeerTable, src: SocketAddr, datagram: &[u8],
             )
         }
         // A keepalive (or a handshake response that completed the session).
-        TunnResult::Done => true,
+        TunnResult::Done => {
+            // A peer that probes with keepalives needs an answer to know we still hold the
+            // session (see `liveness`); boringtun only answers data.
+            if is_data
+                && entry.state.keepalive.is_none()
+                && entry.state.liveness.echo_due(now)
+                && let TunnResult::WriteToNetwork(keepalive) = tunn.encapsulate(&[], out)
+                && shared.socket.send_to(keepalive, src).is_err()
+            {
+                shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            true
+        }
         TunnResult::Err(_) => {
             invalid();
             false
@@ -509,6 +533,7 @@ fn receive(shared: &Shared, table: &PeerTable, src: SocketAddr, datagram: &[u8],
     };
     drop(tunn);
     if authenticated {
+        entry.state.liveness.received(now);
         let mut endpoint = lock(&entry.state.endpoint);
         if *endpoint != Some(src) {
             tracing::debug!(gateway = %entry.config.gateway, %src, "peer endpoint updated");
@@ -531,18 +556,52 @@ fn deliver(shared: &Shared, entry: &Entry, source: IpAddr, packet: &[u8]) {
     }
 }
 
-/// Timer thread: rekeys, handshake retries, keepalives.
+/// Timer thread: rekeys, handshake retries, keepalives, and the dead-session probe of
+/// [`liveness`].
 pub(crate) fn timers(shared: Arc<Shared>) {
     let mut out = vec![0u8; MAX_PACKET + SLACK];
     while !shared.stopping() {
         std::thread::sleep(TIMER_TICK);
         let table = shared.table();
+        let now = liveness::now_ms();
         for entry in &table.peers {
+            let live = &entry.state.liveness;
             let mut tunn = lock(&entry.state.tunn);
-            if let TunnResult::WriteToNetwork(packet) = tunn.update_timers(&mut out) {
-                let len = packet.len();
-                drop(tunn);
-                shared.send_to_peer(entry, &out[..len]);
+            let mut expired = false;
+            match tunn.update_timers(&mut out) {
+                TunnResult::WriteToNetwork(packet) => {
+                    let len = packet.len();
+                    // Timers emit handshake initiations and keepalives; a keepalive is a probe.
+                    if matches!(
+                        Tunn::parse_incoming_packet(packet),
+                        Ok(Packet::PacketData(_))
+                    ) {
+                        live.keepalive_sent(now);
+                    }
+                    drop(tunn);
+                    shared.send_to_peer(entry, &out[..len]);
+                    tunn = lock(&entry.state.tunn);
+                }
+                TunnResult::Err(boringtun::noise::errors::WireGuardError::ConnectionExpired) => {
+                    expired = true;
+                }
+                _ => {}
+            }
+            let keepalive_ms = entry.state.keepalive.map(|k| u64::from(k) * 1000);
+            if liveness::decide(live.snapshot(now, keepalive_ms, expired)) == Action::Handshake {
+                live.forced(now);
+                if let TunnResult::WriteToNetwork(packet) =
+                    tunn.format_handshake_initiation(&mut out, true)
+                {
+                    let len = packet.len();
+                    drop(tunn);
+                    tracing::info!(
+                        gateway = %entry.config.gateway,
+                        expired,
+                        "no answer from the peer: forcing a new handshake"
+                    );
+                    shared.send_to_peer(entry, &out[..len]);
+                }
             }
         }
     }

@@ -7,6 +7,7 @@
 //! configured, then the new peer table is swapped in whole.
 
 mod datapath;
+mod liveness;
 pub mod table;
 pub mod tun;
 
@@ -21,6 +22,7 @@ use boringtun::noise::{Tunn, TunnResult};
 
 pub use datapath::Drops;
 use datapath::{Shared, lock};
+use liveness::Liveness;
 use table::{Entry, PeerState, PeerTable};
 use tun::Tun;
 
@@ -214,6 +216,7 @@ impl UserspaceWireGuard {
                         index,
                         keepalive: want.keepalive,
                         configured_endpoint: Mutex::new(want.endpoint),
+                        liveness: Liveness::default(),
                     });
                     if old.by_key(&want.public_key).is_some() {
                         report.peers_updated.push(want.gateway.clone());

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use boringtun::noise::Tunn;
 use ipnetwork::IpNetwork;
 
+use super::liveness::Liveness;
 use crate::tunnel::peers::DesiredPeer;
 
 /// Protocol state of one peer, kept across applies while its key and keepalive stay.
@@ -28,6 +29,8 @@ pub(crate) struct PeerState {
     /// plan's changes (upstream rewrote it on every resync, breaking NATed peers until their
     /// next packet).
     pub configured_endpoint: Mutex<Option<SocketAddr>>,
+    /// Dead-session detection boringtun lacks (see [`super::liveness`]).
+    pub liveness: Liveness,
 }
 
 impl std::fmt::Debug for PeerState {
@@ -168,6 +171,7 @@ mod tests {
                 index,
                 keepalive: None,
                 configured_endpoint: Mutex::new(None),
+                liveness: Liveness::default(),
             }),
         }
     }
