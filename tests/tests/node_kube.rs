@@ -368,9 +368,19 @@ fn kube_mode_watches_gateways_publishes_the_key_and_renews_the_lease() {
     )
     .unwrap_or_else(|e| panic!("{e}\n--- raven-node log ---\n{}", s.log_text()));
     eprintln!("publicKey published within {took:?}");
+    let rv = |s: &Setup| {
+        s.api
+            .get_json(&format!("{GW}/gw-nk"))
+            .expect("get")
+            .expect("exists")["metadata"]["resourceVersion"]
+            .clone()
+    };
+    let before = rv(&s);
     // The engine applied the plan from the watched Gateway: the Lease only renews after a
     // successful apply.
     s.assert_lease_renews();
+    // No write when nothing changed: the patch's own watch event did not cause another one.
+    assert_eq!(rv(&s), before, "the Gateway was written again");
     assert!(s.log_text().contains("Kubernetes mode"), "{}", s.log_text());
     drop(daemon);
     s.cleanup();
