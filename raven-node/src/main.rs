@@ -57,6 +57,11 @@ struct Common {
     /// this directory instead of the Kubernetes API.
     #[arg(long, env = "RAVEN_GATEWAYS_DIR")]
     gateways_dir: Option<PathBuf>,
+    /// Kubeconfig for the API server (default: `KUBECONFIG` or the in-cluster service account
+    /// when present). With an API server, the node Lease `kube-system/raven-node-<node>` is
+    /// renewed while the last apply succeeded, in both modes.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// State directory (persisted generation, tunnel private key).
     #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
     state_dir: PathBuf,
@@ -171,6 +176,11 @@ fn config(c: &Common) -> Result<Config, String> {
             republish: resync.max(Duration::from_secs(60)),
             ..Timing::default()
         },
+        kube: raven_node::daemon::lease::access(
+            c.kubeconfig.clone(),
+            std::env::var("KUBECONFIG").ok().as_deref(),
+            std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref(),
+        ),
     })
 }
 

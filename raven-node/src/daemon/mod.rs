@@ -2,18 +2,22 @@
 //! state for `raven-cni` → per-pod route refresh, with metrics and health endpoints.
 //!
 //! - [`source`]: the standalone Gateway source (files in a directory, polled).
+//! - [`kube_source`]: the Kubernetes Gateway source (watch) and the public key write-back.
 //! - [`engine`]: one reconcile pass, with the tunnel, data plane and node-state sink behind
 //!   traits so the pass is unit-tested with fakes.
 //! - [`publish`]: the real node-state sink (atomic file, persisted generation, pod refresh).
 //! - [`drivers`]: which data plane and tunnel driver this build runs.
 //! - [`metrics`], [`health`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`mtu`]: observing the underlay MTU.
+//! - [`lease`]: the per-node health Lease raven-controller's election reads.
 //! - [`run`]: the loop, signals, graceful stop and `cleanup`.
 
 pub mod drivers;
 pub mod engine;
 pub mod health;
 pub mod http;
+pub mod kube_source;
+pub mod lease;
 pub mod metrics;
 pub mod mtu;
 pub mod publish;

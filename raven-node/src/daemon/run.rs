@@ -19,6 +19,8 @@ use nix::sys::signal::{SigSet, Signal};
 use super::engine::{Dataplane, Engine, NodeStateSink, Timing, Tunnel};
 use super::health::Health;
 use super::http::{self, Endpoints};
+use super::kube_source::KubeWatcher;
+use super::lease::{self, KubeAccess, LeaseTiming};
 use super::metrics::Metrics;
 use super::publish::FileSink;
 use super::source::{DirWatcher, Poll};
@@ -30,7 +32,7 @@ use crate::plan::Options;
 pub enum SourceConfig {
     /// Files in a directory (standalone mode).
     Dir(PathBuf),
-    /// The Kubernetes API (not implemented yet).
+    /// The Kubernetes API (watch of v1beta1 Gateways; needs [`Config::kube`]).
     Kubernetes,
 }
 
@@ -55,6 +57,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Loop timing.
     pub timing: Timing,
+    /// How to reach the API server for the node Lease; `None`: no Lease.
+    pub kube: Option<KubeAccess>,
 }
 
 /// Why the daemon stopped with an error.
@@ -129,15 +133,30 @@ fn sink(config: &Config) -> FileSink {
     }
 }
 
+/// The Gateway source the loop polls.
+enum Source {
+    Dir(DirWatcher),
+    Kube(KubeWatcher),
+}
+
+impl Source {
+    fn poll(&mut self) -> Poll {
+        match self {
+            Source::Dir(w) => w.poll(),
+            Source::Kube(w) => w.poll(),
+        }
+    }
+}
+
 /// Runs until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
-    let SourceConfig::Dir(dir) = &config.source else {
+    if config.source == SourceConfig::Kubernetes && config.kube.is_none() {
         return Err(RunError(
-            "Kubernetes mode is not implemented yet (issue 4): pass --gateways-dir DIR to read \
-             Gateway objects from files"
+            "no API server configured: pass --kubeconfig (or set KUBECONFIG, or run in a pod), \
+             or --gateways-dir DIR to read Gateway objects from files"
                 .to_owned(),
         ));
-    };
+    }
     if config.node_name.is_empty() {
         return Err(RunError(
             "the node name is empty: pass --node-name or set NODE_NAME".to_owned(),
@@ -171,6 +190,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     }
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
+    let options_driver = options.driver;
     let mut engine = Engine::new(
         &config.node_name,
         options,
@@ -181,14 +201,50 @@ pub fn run(config: Config) -> Result<(), RunError> {
         metrics.clone(),
         health.clone(),
     );
-    tracing::info!(
-        node = %config.node_name,
-        gateways_dir = %dir.display(),
-        state_file = %config.node_state_file.display(),
-        "raven-node started (standalone mode)"
-    );
-
-    let mut watcher = DirWatcher::new(dir);
+    if let Some(access) = &config.kube {
+        // Not fatal: the data plane must work without the API server.
+        if let Err(e) = lease::spawn(
+            access.clone(),
+            config.node_name.clone(),
+            health.clone(),
+            LeaseTiming::default(),
+        ) {
+            tracing::error!("node Lease disabled: {e}");
+        }
+    }
+    let mut watcher = match (&config.source, &config.kube) {
+        (SourceConfig::Dir(dir), _) => {
+            tracing::info!(
+                node = %config.node_name,
+                gateways_dir = %dir.display(),
+                state_file = %config.node_state_file.display(),
+                "raven-node started (standalone mode)"
+            );
+            Source::Dir(DirWatcher::new(dir))
+        }
+        (SourceConfig::Kubernetes, Some(access)) => {
+            // Only the WireGuard driver has a key to publish.
+            let key = match options_driver {
+                crate::plan::TunnelDriver::WireGuard => Some(
+                    drivers::public_key(&config.state_dir)
+                        .map_err(|e| RunError(format!("reading the tunnel key: {e}")))?,
+                ),
+                crate::plan::TunnelDriver::Ipsec => None,
+            };
+            tracing::info!(
+                node = %config.node_name,
+                state_file = %config.node_state_file.display(),
+                "raven-node started (Kubernetes mode)"
+            );
+            Source::Kube(
+                KubeWatcher::spawn(access.clone(), config.node_name.clone(), key)
+                    .map_err(RunError)?,
+            )
+        }
+        (SourceConfig::Kubernetes, None) => {
+            return Err(RunError("no API server configured".to_owned()));
+        }
+    };
     let mut gateways = Vec::new();
     let mut have_snapshot = false;
     let mut last_dir_error: Option<String> = None;
@@ -206,9 +262,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
             }
             Poll::DirError(e) => {
                 if last_dir_error.as_ref() != Some(&e) {
-                    tracing::error!(
-                        "cannot read the Gateway directory: {e}; keeping the last plan"
-                    );
+                    tracing::error!("cannot read the Gateways: {e}; keeping the last plan");
                     metrics.error("gateway_dir");
                     last_dir_error = Some(e);
                 }
@@ -315,17 +369,18 @@ mod tests {
             options: Options::default(),
             poll_interval: Duration::from_secs(1),
             timing: Timing::default(),
+            kube: None,
         }
     }
 
     #[test]
     fn refuses_what_it_cannot_do_before_touching_anything() {
         let e = run(config(SourceConfig::Kubernetes, "n1")).unwrap_err();
+        assert!(e.0.contains("no API server configured"), "{e}");
         assert!(
-            e.0.contains("Kubernetes mode is not implemented yet"),
+            e.0.contains("--kubeconfig") && e.0.contains("--gateways-dir"),
             "{e}"
         );
-        assert!(e.0.contains("--gateways-dir"), "{e}");
         let e = run(config(SourceConfig::Dir("/tmp".into()), "")).unwrap_err();
         assert!(e.0.contains("node name is empty"), "{e}");
         let mut bad = config(SourceConfig::Dir("/tmp".into()), "n1");
