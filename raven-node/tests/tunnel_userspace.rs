@@ -70,7 +70,10 @@ struct Netns {
 
 impl Netns {
     fn new(tag: &str) -> Self {
-        let name = format!("rwg-{}-{tag}", std::process::id());
+        // Unique per test within the process: the test harness runs tests in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("rwg-{}-{n}-{tag}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         run(&["ip", "netns", "add", &name]);
         let ns = Self { name };
