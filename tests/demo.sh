@@ -18,8 +18,11 @@ source tests/cargo-env.sh
 
 section "Debian packages"
 tests/install-deps.sh
-section "build: raven-cnitool, raven-cni, raven-lab"
+section "build: raven-cnitool, raven-cni, raven-node, raven-lab"
 tests/cnitool/build.sh
-cargo build --release -p raven-cni -p raven-tests --bin raven-lab
-section "raven-lab demo"
-"${CARGO_TARGET_DIR:-$root/target}/release/raven-lab" demo "$@"
+cargo build --release -p raven-cni -p raven-node -p raven-tests --bin raven-lab --bin raven-node --bin raven-cni
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
+section "one node: a pod through Flannel's chain + raven-cni (raven-lab demo)"
+"$bin/raven-lab" demo "$@"
+section "three domains: cloud, edge-a and edge-b behind NAT with overlapping node IPs (raven-lab multi)"
+RAVEN_NODE_BIN="$bin/raven-node" RAVEN_CNI_BIN="$bin/raven-cni" "$bin/raven-lab" multi
