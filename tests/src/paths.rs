@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::require::is_executable;
 
+/// A file of the team's shared reference notes (`shared/reference/...`): next to the checkout
+/// (where CI lays `shared/`), else at `/work/shared`. Panics naming both places when absent.
+pub fn shared_reference(relative: &str) -> PathBuf {
+    let beside = repo_root()
+        .join("..")
+        .join("shared/reference")
+        .join(relative);
+    let fixed = PathBuf::from("/work/shared/reference").join(relative);
+    [beside, fixed.clone()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("reference file {relative} not found beside the checkout (../shared/reference) nor at {}", fixed.display()))
+}
+
 /// Root of the repository (the workspace directory).
 pub fn repo_root() -> PathBuf {
     let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -44,9 +44,9 @@ fn setup(nodepools: bool) -> (KubeApiServer, PathBuf) {
         .expect("read Gateway CRD");
     api.create_crd(&crd).expect("Gateway CRD");
     if nodepools {
-        let np = std::fs::read_to_string(
-            "/work/shared/reference/openyurt-crds/apps.openyurt.io_nodepools.yaml",
-        )
+        let np = std::fs::read_to_string(raven_tests::paths::shared_reference(
+            "openyurt-crds/apps.openyurt.io_nodepools.yaml",
+        ))
         .expect("read NodePool CRD (reference copy)");
         api.create_crd(&np).expect("NodePool CRD");
     }

@@ -21,8 +21,8 @@ fn crd_manifests() -> Vec<PathBuf> {
         .unwrap_or_default();
     ours.sort();
     if ours.is_empty() {
-        ours.push(PathBuf::from(
-            "/work/shared/reference/openyurt-crds/raven.openyurt.io_gateways.yaml",
+        ours.push(raven_tests::paths::shared_reference(
+            "openyurt-crds/raven.openyurt.io_gateways.yaml",
         ));
     }
     ours
