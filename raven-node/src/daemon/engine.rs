@@ -345,33 +345,15 @@ impl Engine {
         self.metrics.peer_last_handshake.clear();
         self.metrics.peer_rx_bytes.clear();
         self.metrics.peer_tx_bytes.clear();
-        for s in &stats {
-            let l = label("peer", &s.peer);
-            if let Some(at) = s.last_handshake {
-                let secs = at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                self.metrics.peer_last_handshake.get_or_create(&l).set(secs);
-            }
-            self.metrics
-                .peer_rx_bytes
-                .get_or_create(&l)
-                .set(i64::try_from(s.rx_bytes).unwrap_or(i64::MAX));
-            self.metrics
-                .peer_tx_bytes
-                .get_or_create(&l)
-                .set(i64::try_from(s.tx_bytes).unwrap_or(i64::MAX));
-        }
+        self.export_peer_stats(&stats);
         let mut h = self.health.lock();
         h.expected_peers = expected;
         h.peers = stats;
     }
 
-    /// Refreshes tunnel peer counters between passes (handshakes happen all the time).
-    pub fn poll_peers(&mut self) {
-        let stats = self.tunnel.peer_stats();
-        for s in &stats {
+    /// Sets the per-peer gauges (last handshake, bytes) from the driver's statistics.
+    fn export_peer_stats(&self, stats: &[PeerStats]) {
+        for s in stats {
             let l = label("peer", &s.peer);
             if let Some(at) = s.last_handshake {
                 let secs = at
@@ -389,6 +371,12 @@ impl Engine {
                 .get_or_create(&l)
                 .set(i64::try_from(s.tx_bytes).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Refreshes tunnel peer counters between passes (handshakes happen all the time).
+    pub fn poll_peers(&mut self) {
+        let stats = self.tunnel.peer_stats();
+        self.export_peer_stats(&stats);
         self.health.lock().peers = stats;
     }
 
