@@ -7,4 +7,5 @@
 pub mod daemon;
 pub mod dataplane;
 pub mod plan;
+pub mod proxy;
 pub mod tunnel;

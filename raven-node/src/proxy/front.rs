@@ -1,0 +1,1 @@
+//! The authenticated HTTP(S) front side of the proxy server (being built: issue 6).

@@ -1,0 +1,74 @@
+//! Proxy mode (L7): cloud components reach `NodeName:Port` on edge nodes through an mTLS
+//! reverse tunnel held by each edge gateway, across NAT and with conflicting node IPs.
+//!
+//! Two halves meet at one contract, [`Dialer`]:
+//! - [`tunnel`]: the tunnel itself (edge client dials every cloud server replica, streams are
+//!   multiplexed with per-stream flow control), the node → gateway resolution from Gateway
+//!   objects, and the [`Dialer`] that opens a byte stream to `node:port` — locally when the node
+//!   is in the server's own domain, else through the tunnel of the node's gateway.
+//! - [`front`]: the HTTPS/HTTP front side that authenticates callers, parses and checks the
+//!   request (`Host: <node>:<port>`, `?nodeName=`), strips internal headers and relays the
+//!   request, chunked responses and upgraded connections over a stream from the [`Dialer`].
+
+pub mod front;
+pub mod tunnel;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A bidirectional byte stream to a target port (TCP directly, or one tunnel stream).
+pub trait ProxyIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ProxyIo for T {}
+
+/// A boxed [`ProxyIo`].
+pub type ProxyStream = Box<dyn ProxyIo>;
+
+/// Why a stream to `node:port` could not be opened; the front side maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// No Gateway lists this node (front side: 404).
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    /// The node's Gateway does not allow this port (front side: 403).
+    #[error("port {port} is not allowed for node {node:?}")]
+    PortNotAllowed {
+        /// Node name asked for.
+        node: String,
+        /// Port asked for.
+        port: u16,
+    },
+    /// The node's domain has no connected tunnel right now (front side: 502/503).
+    #[error("no tunnel to the gateway {gateway:?} of node {node:?}")]
+    NoTunnel {
+        /// Node name asked for.
+        node: String,
+        /// Its Gateway.
+        gateway: String,
+    },
+    /// The dial (direct or by the far end) timed out (front side: 504).
+    #[error("dialing {target} timed out")]
+    Timeout {
+        /// `node:port` for the log line.
+        target: String,
+    },
+    /// The far end refused or failed the dial (front side: 502).
+    #[error("dialing {target} failed: {reason}")]
+    Failed {
+        /// `node:port` for the log line.
+        target: String,
+        /// What the dialing side reported.
+        reason: String,
+    },
+}
+
+/// Boxed future returned by [`Dialer::dial`].
+pub type DialFuture<'a> = Pin<Box<dyn Future<Output = Result<ProxyStream, DialError>> + Send + 'a>>;
+
+/// Opens a byte stream to `port` on node `node` (by name, never by IP: node IPs of different
+/// domains may conflict). Implemented by [`tunnel`], consumed by [`front`].
+pub trait Dialer: Send + Sync {
+    /// Opens the stream; the target is resolved, authorised (allowed ports) and routed here.
+    fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a>;
+}
