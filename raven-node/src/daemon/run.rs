@@ -59,6 +59,9 @@ pub struct Config {
     pub timing: Timing,
     /// How to reach the API server for the node Lease; `None`: no Lease.
     pub kube: Option<KubeAccess>,
+    /// Keep `raven-cni` chained in the runtime's CNI configuration (re-install whenever the
+    /// directory changes); `None`: the daemon leaves the CNI configuration alone.
+    pub cni: Option<crate::cni_install::Settings>,
 }
 
 /// Why the daemon stopped with an error.
@@ -245,6 +248,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
             return Err(RunError("no API server configured".to_owned()));
         }
     };
+    let mut cni_watcher = config.cni.clone().map(|settings| {
+        tracing::info!(dir = %settings.conf_dir.display(), "keeping raven-cni chained in the CNI configuration");
+        crate::cni_install::watch::CniWatcher::new(settings)
+    });
     let mut gateways = Vec::new();
     let mut have_snapshot = false;
     let mut last_dir_error: Option<String> = None;
@@ -275,6 +282,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
             tracing::debug!(?report, "pass");
         } else {
             engine.poll_peers();
+        }
+        if let Some(w) = &mut cni_watcher
+            && let crate::cni_install::watch::Tick::Failed(_) = w.tick()
+        {
+            metrics.error("cni_install");
         }
         if let Err(e) = engine.republish_if_due(SystemTime::now()) {
             tracing::debug!("republish: {e}");
@@ -370,6 +382,7 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             timing: Timing::default(),
             kube: None,
+            cni: None,
         }
     }
 
