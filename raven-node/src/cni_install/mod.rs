@@ -76,32 +76,43 @@ impl Settings {
 }
 
 /// Installs the binary (when configured) and brings our configuration file to the plan.
-/// Idempotent: nothing is written when everything is already in place.
+/// Idempotent: nothing is written when everything is already in place. The configuration is
+/// planned first, so a directory we cannot chain into (garbage, a foreign file first) fails
+/// before anything is written; the binary is installed before the configuration naming it.
 pub fn install(settings: &Settings) -> Result<Outcome, InstallError> {
+    let desired = plan_conf(settings)?;
     let binary_written = match &settings.binary {
         Some(src) => fsops::install_binary(src, &settings.bin_dir, plan::PLUGIN_TYPE)
             .map_err(|e| InstallError::Write(e.to_string()))?,
         None => false,
     };
-    let conf = sync_conf(settings)?;
+    apply_conf(settings, &desired)?;
     Ok(Outcome {
         binary_written,
-        conf,
+        conf: desired,
     })
 }
 
 /// Brings our configuration file to the plan (no binary).
 pub fn sync_conf(settings: &Settings) -> Result<Desired, InstallError> {
-    let files = observe::read_dir(&settings.conf_dir).map_err(InstallError::Observe)?;
-    let desired = plan::plan_install(&files, &settings.plugin())?;
-    let ours = settings.conf_dir.join(OUR_FILE);
-    match &desired {
-        Desired::Write { content, .. } => fsops::write_atomic(&ours, content, 0o644)
-            .map_err(|e| InstallError::Write(format!("writing {}: {e}", ours.display())))?,
-        Desired::Absent => remove(&ours)?,
-        Desired::UpToDate { .. } => {}
-    }
+    let desired = plan_conf(settings)?;
+    apply_conf(settings, &desired)?;
     Ok(desired)
+}
+
+fn plan_conf(settings: &Settings) -> Result<Desired, InstallError> {
+    let files = observe::read_dir(&settings.conf_dir).map_err(InstallError::Observe)?;
+    Ok(plan::plan_install(&files, &settings.plugin())?)
+}
+
+fn apply_conf(settings: &Settings, desired: &Desired) -> Result<(), InstallError> {
+    let ours = settings.conf_dir.join(OUR_FILE);
+    match desired {
+        Desired::Write { content, .. } => fsops::write_atomic(&ours, content, 0o644)
+            .map_err(|e| InstallError::Write(format!("writing {}: {e}", ours.display()))),
+        Desired::Absent => remove(&ours),
+        Desired::UpToDate { .. } => Ok(()),
+    }
 }
 
 /// Removes our configuration file (the runtime falls back to the untouched foreign chain) and,

@@ -19,11 +19,14 @@ use super::{Desired, InstallError, Settings, sync_conf};
 /// Re-run the install at least this often even without a visible change.
 pub const RESYNC: Duration = Duration::from_secs(60);
 
+/// (name, inode, size, mtime seconds, mtime nanoseconds) of one configuration file.
+type FileStamp = (String, u64, u64, i64, i64);
+
 /// The polling watcher.
 #[derive(Debug)]
 pub struct CniWatcher {
     settings: Settings,
-    last: Option<Vec<(String, u64, u64, i64, i64)>>,
+    last: Option<Vec<FileStamp>>,
     last_run: Option<Instant>,
     last_error: Option<String>,
 }
@@ -101,7 +104,7 @@ fn log_error(e: &InstallError) {
 
 /// (name, inode, size, mtime s, mtime ns) of every configuration file, sorted; unreadable
 /// entries and a missing directory simply contribute nothing (the install reports them).
-fn fingerprint(dir: &Path) -> Vec<(String, u64, u64, i64, i64)> {
+fn fingerprint(dir: &Path) -> Vec<FileStamp> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
