@@ -38,6 +38,16 @@ enum Command {
         #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
         state_dir: PathBuf,
     },
+    /// Show what the running daemon does (role, tunnel peers, routes, pods, last apply);
+    /// exits 1 when it is not healthy (not live or not ready), 2 when it cannot be reached.
+    Status {
+        /// The daemon's metrics address.
+        #[arg(long, env = "RAVEN_METRICS_ADDR", default_value = "127.0.0.1:10265")]
+        addr: SocketAddr,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
     /// Install the raven-cni binary and chain it after the node's CNI configuration
     /// (writes 05-raven.conflist derived from the first foreign one; idempotent).
     InstallCni(InstallArgs),
@@ -92,6 +102,14 @@ impl CniArgs {
             data_dir: self.data_dir.clone(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// The daemon's JSON report.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -307,11 +325,39 @@ fn install_cni(args: &InstallArgs) -> ExitCode {
     }
 }
 
+/// `status`: fetch, print, exit by health.
+fn status(addr: SocketAddr, output: OutputFormat) -> ExitCode {
+    use raven_node::daemon::status;
+    let report = match status::fetch(addr, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("raven-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match output {
+        OutputFormat::Table => print!("{}", status::render_table(&report)),
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("raven-node: encoding the report: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = match &cli.command {
         Command::Run(c) | Command::Cleanup(c) => c,
         Command::InstallCni(args) => return install_cni(args),
+        Command::Status { addr, output } => return status(*addr, *output),
         Command::UninstallCni { cni, remove_binary } => {
             return match raven_node::cni_install::uninstall(&cni.settings(None), *remove_binary) {
                 Ok(changed) => {
@@ -355,7 +401,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(_) => raven_node::daemon::run(config),
         Command::Cleanup(_) => raven_node::daemon::cleanup(&config),
-        Command::PublicKey { .. } | Command::InstallCni(_) | Command::UninstallCni { .. } => Ok(()),
+        Command::PublicKey { .. }
+        | Command::InstallCni(_)
+        | Command::UninstallCni { .. }
+        | Command::Status { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

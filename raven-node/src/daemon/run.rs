@@ -186,10 +186,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 max_silence,
+                node: config.node_name.clone(),
+                cni_data_dir: Some(config.cni_data_dir.clone()),
             },
         )
         .map_err(|e| RunError(format!("listening on {addr}: {e}")))?;
-        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz, /status");
     }
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
