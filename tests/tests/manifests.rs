@@ -268,3 +268,75 @@ fn manifests_dry_run_on_the_real_apiserver() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status, 422, "{}", r.body);
 }
+
+/// `raven_node_*` names in `text` (histogram series suffixes folded into the family).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("raven_node_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        out.insert(family.to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn monitoring_samples_use_documented_metrics_and_every_metric_is_documented() {
+    let root = raven_tests::paths::repo_root();
+    let read = |p: &str| {
+        std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("reading {p}: {e}"))
+    };
+    let doc = read("docs/metrics.md");
+    // Every family the daemon registers is in the table.
+    let source = read("raven-node/src/daemon/metrics.rs");
+    let registered: Vec<&str> = source
+        .split("registry.register(")
+        .skip(1)
+        .filter_map(|s| s.split('"').nth(1))
+        .collect();
+    assert!(registered.len() >= 14, "{registered:?}");
+    for name in &registered {
+        assert!(
+            doc.contains(&format!("`raven_node_{name}")),
+            "raven_node_{name} is not documented in docs/metrics.md"
+        );
+    }
+    // The alert rules parse, cover the required alerts, and use documented names only.
+    let rules_text = read("deploy/monitoring/prometheus-rules.yaml");
+    let rules: Value = serde_yaml::from_str(&rules_text).expect("rules YAML");
+    let alerts: Vec<&str> = rules["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for want in [
+        "RavenTunnelDown",
+        "RavenNoHandshake",
+        "RavenApplyFailing",
+        "RavenProxyDialErrors",
+    ] {
+        assert!(alerts.contains(&want), "{want} missing: {alerts:?}");
+    }
+    let dashboard_text = read("deploy/monitoring/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&dashboard_text).expect("dashboard JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    for name in metric_names(&rules_text)
+        .into_iter()
+        .chain(metric_names(&dashboard_text))
+    {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is used by deploy/monitoring but not documented"
+        );
+    }
+}
