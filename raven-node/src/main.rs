@@ -328,6 +328,14 @@ fn install_cni(args: &InstallArgs) -> ExitCode {
 /// `status`: fetch, print, exit by health.
 fn status(addr: SocketAddr, output: OutputFormat) -> ExitCode {
     use raven_node::daemon::status;
+    // The DaemonSet's RAVEN_METRICS_ADDR is a listen address (0.0.0.0): ask loopback then.
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
     let report = match status::fetch(addr, Duration::from_secs(5)) {
         Ok(r) => r,
         Err(e) => {
