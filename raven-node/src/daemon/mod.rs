@@ -9,6 +9,7 @@
 //! - [`publish`]: the real node-state sink (atomic file, persisted generation, pod refresh).
 //! - [`drivers`]: which data plane and tunnel driver this build runs.
 //! - [`metrics`], [`health`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`status`]: `/status` and the `raven-node status` report.
 //! - [`mtu`]: observing the underlay MTU.
 //! - [`lease`]: the per-node health Lease raven-controller's election reads.
 //! - [`run`]: the loop, signals, graceful stop and `cleanup`.
@@ -25,6 +26,7 @@ pub mod public_ip;
 pub mod publish;
 pub mod run;
 pub mod source;
+pub mod status;
 pub mod writeback;
 
 pub use run::{Config, RunError, SourceConfig, cleanup, run};

@@ -62,6 +62,9 @@ pub struct Config {
     /// Kubernetes mode: URLs asked for this node's public IP when it is an active endpoint
     /// whose `publicIP` is empty (see [`super::public_ip`]); empty: never asked.
     pub public_ip_urls: Vec<String>,
+    /// Keep `raven-cni` chained in the runtime's CNI configuration (re-install whenever the
+    /// directory changes); `None`: the daemon leaves the CNI configuration alone.
+    pub cni: Option<crate::cni_install::Settings>,
 }
 
 /// Why the daemon stopped with an error.
@@ -186,10 +189,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 max_silence,
+                node: config.node_name.clone(),
+                cni_data_dir: Some(config.cni_data_dir.clone()),
             },
         )
         .map_err(|e| RunError(format!("listening on {addr}: {e}")))?;
-        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz, /status");
     }
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
@@ -255,6 +260,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
             return Err(RunError("no API server configured".to_owned()));
         }
     };
+    let mut cni_watcher = config.cni.clone().map(|settings| {
+        tracing::info!(dir = %settings.conf_dir.display(), "keeping raven-cni chained in the CNI configuration");
+        crate::cni_install::watch::CniWatcher::new(settings)
+    });
     let mut gateways = Vec::new();
     let mut have_snapshot = false;
     let mut last_dir_error: Option<String> = None;
@@ -285,6 +294,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
             tracing::debug!(?report, "pass");
         } else {
             engine.poll_peers();
+        }
+        if let Some(w) = &mut cni_watcher
+            && let crate::cni_install::watch::Tick::Failed(_) = w.tick()
+        {
+            metrics.error("cni_install");
         }
         if let Err(e) = engine.republish_if_due(SystemTime::now()) {
             tracing::debug!("republish: {e}");
@@ -381,6 +395,7 @@ mod tests {
             timing: Timing::default(),
             kube: None,
             public_ip_urls: Vec::new(),
+            cni: None,
         }
     }
 
