@@ -266,6 +266,7 @@ pub fn plan(
             "request target must be an absolute path",
         ));
     }
+    check_path(path)?;
     let upgrade = upgrade_of(headers)?;
     if upgrade.is_some() && has_body(headers) {
         return Err(Rejection::bad_request(
@@ -336,6 +337,26 @@ fn check_header_syntax(headers: &HeaderMap) -> Result<(), Rejection> {
                 "control character in header {name}"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Authorization maps the path to a subresource by prefix (`/metrics/...` → `metrics`), so the
+/// path must mean to the target exactly what it means to us: no dot segments, empty segments,
+/// backslashes or percent-encoded `.`, `/` or `\` that a target could normalise into another
+/// endpoint (`/metrics/../exec/...`).
+fn check_path(path: &str) -> Result<(), Rejection> {
+    let lower = path.to_ascii_lowercase();
+    let bad = path.contains('\\')
+        || path.contains("//")
+        || ["%2e", "%2f", "%5c", "%00"]
+            .iter()
+            .any(|e| lower.contains(e))
+        || path.split('/').any(|seg| seg == "." || seg == "..");
+    if bad {
+        return Err(Rejection::bad_request(
+            "path with dot segments, empty segments or encoded separators refused",
+        ));
     }
     Ok(())
 }
@@ -715,6 +736,11 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
         let cases: &[Case] = &[
             ("GET", "/", &[("host", "10.0.0.1:10250")], 400),
+            ("GET", "/metrics/../exec/ns/p/c", &[("host", "a:1")], 400),
+            ("GET", "/metrics/%2E%2E/pods", &[("host", "a:1")], 400),
+            ("GET", "/metrics%2fx", &[("host", "a:1")], 400),
+            ("GET", "/a//pods", &[("host", "a:1")], 400),
+            ("GET", "/metrics/./x", &[("host", "a:1")], 400),
             ("GET", "/", &[("host", "[fe80::1]:10250")], 400),
             ("GET", "/", &[], 400),
             ("GET", "/", &[("host", "a:1"), ("host", "b:1")], 400),
@@ -823,7 +849,6 @@ mod tests {
             ("/exec/ns/pod/uid/c", true),
             ("/attach/ns/pod/c", true),
             ("/exec/ns/pod", false),
-            ("/containerLogs/ns//c", false),
             ("/logs/ns/pod/c", false),
         ] {
             let p = run_ctx("GET", path, &[("host", "apiserver:6443")], &by_pod).unwrap();
@@ -838,6 +863,7 @@ mod tests {
             assert_eq!(p.kind == RouteKind::KubeletPath, ok, "{path}");
             assert_eq!(p.target, Target::Node("edge".into()));
         }
+        assert!(run("GET", "/containerLogs/ns//c", &[("host", "edge:1")]).is_err());
     }
 
     #[test]
