@@ -12,7 +12,9 @@ mod front_support;
 
 use std::collections::HashMap;
 
-use front_support::{Env, NODES, Options, exchange, read_head, read_response, read_until};
+use front_support::{
+    Env, NODES, Options, PLAIN_PORT, ROGUE_NODE, exchange, read_head, read_response, read_until,
+};
 use tokio::io::AsyncWriteExt;
 
 fn get(path: &str, host: &str, extra: &str) -> Vec<u8> {
@@ -388,5 +390,36 @@ async fn keep_alive_requests_on_one_connection() {
         assert_eq!(status, 200, "{text}");
         assert!(text.contains(&format!("/stats/summary?i={i}")), "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_tls_follows_the_port_and_verifies_the_kubelet() {
+    let env = Env::start(Options::default()).await;
+    let node = NODES[0];
+    // 9100 is not a TLS port: plain HTTP to the target.
+    let mut s = env.connect(Some(env.apiserver_cert())).await.unwrap();
+    let (status, text) = exchange(
+        &mut s,
+        &get("/metrics", &format!("{node}:{PLAIN_PORT}"), ""),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        env.kubelets[&format!("{node}:{PLAIN_PORT}")]
+            .requests()
+            .len(),
+        1
+    );
+    // A kubelet whose serving certificate does not verify is never spoken to.
+    let mut s = env.connect(Some(env.apiserver_cert())).await.unwrap();
+    let (status, text) = exchange(&mut s, &get("/pods", &format!("{ROGUE_NODE}:10250"), "")).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("TLS"), "{text}");
+    assert_eq!(env.kubelets[ROGUE_NODE].requests().len(), 0);
+    let text = env.metrics_text();
+    assert!(
+        text.contains("raven_node_proxy_front_dial_errors_total{kind=\"tls\"} 1"),
+        "{text}"
+    );
     let _ = read_response::<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 }

@@ -195,23 +195,24 @@ impl Drop for StubKubelet {
 }
 
 impl StubKubelet {
-    pub async fn start(node: &str, ip: Ipv4Addr, port: u16, serving: Leaf, client_ca: &Ca) -> Self {
-        let mut roots = RootCertStore::empty();
-        roots.add(client_ca.der()).unwrap();
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .unwrap();
-        let config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    /// HTTPS with `tls = Some((serving leaf, client CA))`, plain HTTP with `None`.
+    pub async fn start(node: &str, ip: Ipv4Addr, port: u16, tls: Option<(Leaf, &Ca)>) -> Self {
+        let acceptor = tls.map(|(serving, client_ca)| {
+            let mut roots = RootCertStore::empty();
+            roots.add(client_ca.der()).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .unwrap();
+            let config = ServerConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_client_cert_verifier(verifier)
                 .with_single_cert(serving.0, serving.1)
                 .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+            TlsAcceptor::from(Arc::new(config))
+        });
         let listener = TcpListener::bind((ip, port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -227,14 +228,15 @@ impl StubKubelet {
                 let acceptor = acceptor.clone();
                 let (seen, rx, node) = (seen2.clone(), rx.clone(), node.clone());
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Some((head, rest)) = read_head(&mut tls).await else {
-                        return;
-                    };
-                    seen.lock().unwrap().push(head.clone());
-                    stub_respond(&node, &head, rest, &mut tls, &rx).await;
+                    match acceptor {
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            stub_serve(&node, tls, &seen, &rx).await;
+                        }
+                        None => stub_serve(&node, tcp, &seen, &rx).await,
+                    }
                 });
             }
         });
@@ -249,6 +251,21 @@ impl StubKubelet {
     pub fn requests(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+async fn stub_serve<S>(
+    node: &str,
+    mut s: S,
+    seen: &Mutex<Vec<String>>,
+    logs: &tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<String>>>,
+) where
+    S: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
+    let Some((head, rest)) = read_head(&mut s).await else {
+        return;
+    };
+    seen.lock().unwrap().push(head.clone());
+    stub_respond(node, &head, rest, &mut s, logs).await;
 }
 
 /// Reads up to the end of a head; returns it and the bytes read past it.
@@ -369,6 +386,10 @@ pub struct Env {
 }
 
 pub const NODES: [&str; 2] = ["edge-a-1", "edge-b-1"];
+/// A node whose kubelet serves a certificate from a CA the front does not trust.
+pub const ROGUE_NODE: &str = "edge-rogue-1";
+/// A plain-HTTP port on every stub node.
+pub const PLAIN_PORT: u16 = 9100;
 pub const APISERVER_CN: &str = "kube-apiserver-kubelet-client";
 
 impl Env {
@@ -377,15 +398,25 @@ impl Env {
         let serving_ca = Ca::new("serving-ca");
         let mut kubelets = HashMap::new();
         let mut dialer = DirectDialer::default();
-        for node in NODES {
+        let rogue_ca = Ca::new("rogue-serving-ca");
+        for node in NODES.into_iter().chain([ROGUE_NODE]) {
             let ip = loopback();
-            let serving = serving_ca.issue(node, &[], &[node], false, true);
-            let k = StubKubelet::start(node, ip, front::KUBELET_PORT, serving, &client_ca).await;
-            dialer.nodes.insert(
-                node.to_owned(),
-                (IpAddr::V4(ip), BTreeSet::from([front::KUBELET_PORT])),
-            );
+            let issuer = if node == ROGUE_NODE {
+                &rogue_ca
+            } else {
+                &serving_ca
+            };
+            let serving = issuer.issue(node, &[], &[node], false, true);
+            let tls = Some((serving, &client_ca));
+            let k = StubKubelet::start(node, ip, front::KUBELET_PORT, tls).await;
+            let ports = BTreeSet::from([front::KUBELET_PORT, PLAIN_PORT]);
+            dialer
+                .nodes
+                .insert(node.to_owned(), (IpAddr::V4(ip), ports));
             kubelets.insert(node.to_owned(), k);
+            // A plain-HTTP port beside the kubelet (node-exporter style).
+            let plain = StubKubelet::start(node, ip, PLAIN_PORT, None).await;
+            kubelets.insert(format!("{node}:{PLAIN_PORT}"), plain);
         }
         let auth = Arc::new(TableAuth {
             tokens: HashMap::from([

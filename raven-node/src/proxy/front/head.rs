@@ -268,6 +268,9 @@ pub fn plan(
     }
     check_path(path)?;
     let upgrade = upgrade_of(headers)?;
+    if upgrade.is_some() && version != Version::HTTP_11 {
+        return Err(Rejection::bad_request("protocol upgrades need HTTP/1.1"));
+    }
     if upgrade.is_some() && has_body(headers) {
         return Err(Rejection::bad_request(
             "an upgrade request cannot carry a body",
