@@ -226,6 +226,10 @@ async fn metrics_scrape_with_node_name_and_a_token() {
         text.contains("raven_node_proxy_front_auth_failures_total{reason=\"forbidden\"} 1"),
         "{text}"
     );
+    assert!(
+        text.contains("raven_node_proxy_front_bytes_total{direction=\"from_target\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
