@@ -397,6 +397,37 @@ async fn keep_alive_requests_on_one_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_relayed_and_end_the_connection() {
+    let env = Env::start(Options::default()).await;
+    let node = NODES[1];
+    let host = format!("{node}:10250");
+    let mut s = env.connect(Some(env.apiserver_cert())).await.unwrap();
+    let raw = format!(
+        "POST /run/default/web/app HTTP/1.1\r\nHost: {host}\r\nContent-Length: 6\r\n\
+         Authorization: Bearer for-the-kubelet\r\n\r\ncmd=ls"
+    );
+    let (status, text) = exchange(&mut s, raw.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("cmd=ls"), "{text}");
+    // A certificate caller's Authorization was not ours: it reaches the target.
+    assert!(text.contains("for-the-kubelet"), "{text}");
+    // The raw scan stops after a body, so the connection ends with this response.
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    // Chunked request bodies are relayed (re-framed by hyper).
+    let mut s = env.connect(Some(env.apiserver_cert())).await.unwrap();
+    let raw = format!(
+        "POST /run/default/web/app HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    );
+    let (status, text) = exchange(&mut s, raw.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("abc") && text.contains("de"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_tls_follows_the_port_and_verifies_the_kubelet() {
     let env = Env::start(Options::default()).await;
     let node = NODES[0];

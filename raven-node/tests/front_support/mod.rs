@@ -356,7 +356,24 @@ async fn stub_respond<S>(
             }
         }
     }
-    let body = format!("node={node}\n{head}");
+    // Echo the request body too (Content-Length framed or chunked: raw, as received).
+    let mut rest = rest;
+    let want = head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut buf = [0u8; 4096];
+    while want.is_some_and(|w| rest.len() < w) || (chunked && find(&rest, b"0\r\n\r\n").is_none()) {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = format!("node={node}\n{head}{}", String::from_utf8_lossy(&rest));
     let r = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Raven-Leak: 1\r\n\r\n{body}",
         body.len()
