@@ -394,6 +394,16 @@ async fn keep_alive_requests_on_one_connection() {
         assert_eq!(status, 200, "{text}");
         assert!(text.contains(&format!("/stats/summary?i={i}")), "{text}");
     }
+    // Two pipelined requests in one write: both scanned, both answered, in order.
+    let mut raw = get("/stats/summary?p=1", &format!("{node}:10250"), "");
+    raw.extend(get("/stats/summary?p=2", &format!("{node}:10250"), ""));
+    s.write_all(&raw).await.unwrap();
+    let mut acc = Vec::new();
+    assert!(read_until(&mut s, &mut acc, "/stats/summary?p=2").await);
+    let text = String::from_utf8_lossy(&acc);
+    let first = text.find("/stats/summary?p=1").expect("first response");
+    assert!(first < text.find("/stats/summary?p=2").unwrap(), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
