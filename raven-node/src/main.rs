@@ -62,6 +62,13 @@ struct Common {
     /// renewed while the last apply succeeded, in both modes.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: a URL answering this node's public IP (plain text or JSON `ip`),
+    /// asked only while this node is an active tunnel endpoint whose Gateway spec has no
+    /// `publicIP` and is not exposed through a LoadBalancer (then the Service's ingress IP is
+    /// used). Repeatable, tried in order with a 5 s timeout each. None by default: the node
+    /// never calls out unless told to.
+    #[arg(long = "public-ip-url", value_name = "URL")]
+    public_ip_urls: Vec<String>,
     /// State directory (persisted generation, tunnel private key).
     #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
     state_dir: PathBuf,
@@ -181,6 +188,7 @@ fn config(c: &Common) -> Result<Config, String> {
             std::env::var("KUBECONFIG").ok().as_deref(),
             std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref(),
         ),
+        public_ip_urls: c.public_ip_urls.clone(),
     })
 }
 

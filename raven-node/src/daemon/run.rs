@@ -19,7 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::engine::{Dataplane, Engine, NodeStateSink, Timing, Tunnel};
 use super::health::Health;
 use super::http::{self, Endpoints};
-use super::kube_source::KubeWatcher;
+use super::kube_source::{KubeWatcher, Writeback};
 use super::lease::{self, KubeAccess, LeaseTiming};
 use super::metrics::Metrics;
 use super::publish::FileSink;
@@ -59,6 +59,9 @@ pub struct Config {
     pub timing: Timing,
     /// How to reach the API server for the node Lease; `None`: no Lease.
     pub kube: Option<KubeAccess>,
+    /// Kubernetes mode: URLs asked for this node's public IP when it is an active endpoint
+    /// whose `publicIP` is empty (see [`super::public_ip`]); empty: never asked.
+    pub public_ip_urls: Vec<String>,
 }
 
 /// Why the daemon stopped with an error.
@@ -237,8 +240,15 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 "raven-node started (Kubernetes mode)"
             );
             Source::Kube(
-                KubeWatcher::spawn(access.clone(), config.node_name.clone(), key)
-                    .map_err(RunError)?,
+                KubeWatcher::spawn(
+                    access.clone(),
+                    config.node_name.clone(),
+                    Writeback {
+                        public_key: key,
+                        public_ip_urls: config.public_ip_urls.clone(),
+                    },
+                )
+                .map_err(RunError)?,
             )
         }
         (SourceConfig::Kubernetes, None) => {
@@ -370,6 +380,7 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             timing: Timing::default(),
             kube: None,
+            public_ip_urls: Vec::new(),
         }
     }
 
