@@ -58,5 +58,12 @@ elif [[ -d cni-plugin/fuzz ]]; then
 else
     echo "no fuzz targets in this tree (cni-plugin/fuzz absent)"
 fi
+# The proxy front side's request-head layer, ~30 s.
+if [[ -x raven-node/fuzz/run.sh ]]; then
+    raven-node/fuzz/run.sh 30
+else
+    echo "raven-node/fuzz/run.sh is missing or not executable" >&2
+    exit 1
+fi
 
 section "all tests passed"

@@ -156,6 +156,12 @@ impl Metrics {
             .inc();
     }
 
+    /// The registry, for subsystems that register their own metrics at start-up (the proxy
+    /// front side: `proxy::front::FrontMetrics::register`), so one `/metrics` serves all.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
