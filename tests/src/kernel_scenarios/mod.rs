@@ -11,7 +11,10 @@ use std::time::Instant;
 use crate::error::{Context, Error, Result};
 use crate::lab::{Lab, LabOptions};
 
+pub mod common;
+pub mod driver_auto;
 pub mod kernel_features;
+pub mod wg_kernel;
 
 /// Tag of a result line.
 pub const RESULT_TAG: &str = "RAVEN-SCENARIO";
@@ -28,7 +31,14 @@ pub struct Scenario {
 }
 
 /// Every scenario, in run order. Add yours here (one line) and a `pub mod` above.
-pub const ALL: &[Scenario] = &[kernel_features::SCENARIO];
+pub const ALL: &[Scenario] = &[
+    kernel_features::SCENARIO,
+    driver_auto::SCENARIO,
+    wg_kernel::TCP,
+    wg_kernel::WIRE,
+    wg_kernel::RESTART,
+    wg_kernel::CLEANUP,
+];
 
 /// Looks a scenario up by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
