@@ -89,18 +89,14 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts tcpdump on `dev` in `ns` (no filter) writing to `file`.
-    pub fn start(ns: &Netns, dev: &str, file: &Path) -> Result<Capture> {
+    /// Starts tcpdump on `dev` in `ns` writing to `file` the packets matching `filter`
+    /// (tcpdump syntax, may be empty).
+    pub fn start(ns: &Netns, dev: &str, file: &Path, filter: &str) -> Result<Capture> {
+        let file_arg = file.to_string_lossy().into_owned();
+        let mut argv = vec!["tcpdump", "-i", dev, "-U", "-n", "-w", &file_arg];
+        argv.extend(filter.split_whitespace());
         let child = ns
-            .command(&[
-                "tcpdump",
-                "-i",
-                dev,
-                "-U",
-                "-n",
-                "-w",
-                &file.to_string_lossy(),
-            ])
+            .command(&argv)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
