@@ -123,16 +123,15 @@ fn parse_peer(p: &WireguardPeer) -> ObservedPeer {
             WireguardPeerAttribute::PresharedKey(k) => out.preshared_key = *k,
             WireguardPeerAttribute::Endpoint(e) => out.endpoint = Some(*e),
             WireguardPeerAttribute::PersistentKeepalive(k) => out.keepalive = *k,
-            WireguardPeerAttribute::LastHandshake(t) => {
-                if t.seconds > 0 || t.nano_seconds > 0 {
-                    out.last_handshake = Some(
-                        SystemTime::UNIX_EPOCH
-                            + Duration::new(
-                                u64::try_from(t.seconds).unwrap_or(0),
-                                u32::try_from(t.nano_seconds).unwrap_or(0),
-                            ),
-                    );
-                }
+            // Zero means "never": the kernel reports the epoch before the first handshake.
+            WireguardPeerAttribute::LastHandshake(t) if t.seconds > 0 || t.nano_seconds > 0 => {
+                out.last_handshake = Some(
+                    SystemTime::UNIX_EPOCH
+                        + Duration::new(
+                            u64::try_from(t.seconds).unwrap_or(0),
+                            u32::try_from(t.nano_seconds).unwrap_or(0),
+                        ),
+                );
             }
             WireguardPeerAttribute::RxBytes(b) => out.rx_bytes = *b,
             WireguardPeerAttribute::TxBytes(b) => out.tx_bytes = *b,
