@@ -30,9 +30,16 @@
 //!    driver: labs are built once per [`crate::lab::LabOptions`] and shared by the following
 //!    scenarios, so leave the lab as you found it (daemons running, Gateways as built), or call
 //!    [`crate::kernel_scenarios::Ctx::discard_lab`] when you broke it.
+//!    [`crate::kernel_scenarios::common`] has convergence, iperf3 TCP, tcpdump capture and
+//!    link helpers; `wg_kernel.rs` is a complete example (four scenarios on one lab).
 //! 4. Nothing else: `tests/tests/kernel_tier.rs` boots one VM, runs every registered scenario
 //!    (or those in `RAVEN_KERNEL_SCENARIOS=a,b`), and fails listing every scenario that failed
 //!    or did not report.
+//!
+//! The guest runs the host's own binaries at their host paths: build what the scenarios use
+//! first (`cargo build -p raven-node`, `tests/cnitool/build.sh`, the release `raven-cni`;
+//! `tests/run.sh` does all three). `CARGO_TARGET_DIR`, `RAVEN_NODE_BIN`, `RAVEN_CNITOOL` and
+//! `RUST_LOG` are passed into the guest.
 //!
 //! In the VM, `raven-kernel-scenarios` appends one line per scenario to `out/results.txt`:
 //! `RAVEN-SCENARIO <name> PASS|FAIL <millis>` and writes the failure message to

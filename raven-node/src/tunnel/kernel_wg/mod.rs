@@ -141,6 +141,16 @@ impl TunnelDriver for KernelWireGuard {
                 report.device_created = true;
                 self.configured.clear();
             }
+            Some(l) if l.kind.as_deref() == Some("tun") => {
+                // Our own name on a TUN device: the userspace driver's device from before a
+                // driver switch. Replace it (the key file is shared, peers keep their key).
+                tracing::warn!(device = %name, "replacing the userspace driver's TUN device");
+                link::delete(&mut self.route, l.index)
+                    .map_err(dev_err(name, "deleting the old TUN device"))?;
+                link::create(&mut self.route, name, mtu).map_err(dev_err(name, "creating"))?;
+                report.device_created = true;
+                self.configured.clear();
+            }
             Some(l) if !l.is_wireguard() => {
                 return Err(TunnelError::ForeignDevice {
                     device: name.to_owned(),
