@@ -6,7 +6,15 @@
 set -euo pipefail
 
 cache="${1:-/var/cache/raven-rs/kernel}"
-pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)"
+resolve() {
+    apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1
+}
+pkg="$(resolve)"
+if [[ -z "$pkg" ]]; then
+    # Package lists missing or without the kernel: refresh them once.
+    apt-get update >&2 || true
+    pkg="$(resolve)"
+fi
 if [[ -z "$pkg" ]]; then
     echo "prepare-kernel.sh: cannot resolve linux-image-amd64's kernel package (apt-cache depends linux-image-amd64 printed nothing; run apt-get update?)" >&2
     exit 1
@@ -20,7 +28,8 @@ fi
 mkdir -p "$cache"
 work="$(mktemp -d "$cache/.unpack.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get download "$pkg" >&2)
+# Stale lists point at a revision the mirror no longer has: refresh and retry once.
+(cd "$work" && apt-get download "$pkg" >&2) || { apt-get update >&2 && (cd "$work" && apt-get download "$pkg" >&2); }
 dpkg -x "$work"/"$pkg"_*.deb "$work/x"
 mkdir -p "$work/out/lib/modules"
 mv "$work/x/boot/vmlinuz-$version" "$work/out/vmlinuz"
