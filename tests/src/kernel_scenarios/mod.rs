@@ -37,6 +37,7 @@ pub const ALL: &[Scenario] = &[
     wg_kernel::TCP,
     wg_kernel::WIRE,
     wg_kernel::RESTART,
+    wg_kernel::SWITCH,
     wg_kernel::CLEANUP,
 ];
 

@@ -213,6 +213,56 @@ fn restart(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Registration: switching one gateway between the kernel and the userspace driver.
+pub const SWITCH: Scenario = Scenario {
+    name: "wg-kernel-driver-switch",
+    about: "edge-b-1 switches kernel -> userspace -> kernel: same key, interoperates, TUN taken over",
+    run: switch,
+};
+
+fn switch(ctx: &mut Ctx) -> Result<()> {
+    let result = switch_inner(ctx);
+    if result.is_err() {
+        ctx.discard_lab(&options());
+    }
+    result
+}
+
+fn switch_inner(ctx: &mut Ctx) -> Result<()> {
+    let lab = lab(ctx)?;
+    let eb = lab.node_index("edge-b-1")?;
+    // Kernel -> userspace: the documented way is `cleanup` with the old driver, then start.
+    lab.stop_daemon(eb, libc::SIGTERM)?;
+    let out = lab.run_cleanup(eb)?;
+    if !out.success() {
+        return Err(Error::new(out.describe_failure()));
+    }
+    lab.set_tunnel_driver(Some("wireguard-userspace"));
+    let started = lab.start_daemon(eb);
+    lab.set_tunnel_driver(Some("wireguard-kernel"));
+    started?;
+    common::converge(lab, Duration::from_secs(120))?;
+    let (_, text) = common::link(&lab.nodes[eb].netns, DEVICE)
+        .ok_or_else(|| Error::new("edge-b-1 has no tunnel device under the userspace driver"))?;
+    if !text.contains(" tun ") && !text.contains("tun type") {
+        return Err(Error::new(format!(
+            "edge-b-1 under the userspace driver: {DEVICE} is not a TUN device: {text}"
+        )));
+    }
+    // Userspace -> kernel without cleanup: the kernel driver takes the TUN device over.
+    lab.stop_daemon(eb, libc::SIGTERM)?;
+    lab.start_daemon(eb)?;
+    common::converge(lab, Duration::from_secs(120))?;
+    let (_, text) = common::link(&lab.nodes[eb].netns, DEVICE)
+        .ok_or_else(|| Error::new("edge-b-1 lost its tunnel device"))?;
+    if !text.contains("wireguard") {
+        return Err(Error::new(format!(
+            "edge-b-1 back on the kernel driver: {DEVICE} is not wireguard: {text}"
+        )));
+    }
+    Ok(())
+}
+
 /// Registration: cleanup removes our link only.
 pub const CLEANUP: Scenario = Scenario {
     name: "wg-kernel-cleanup-keeps-foreign",

@@ -435,6 +435,12 @@ impl Lab {
         &self.options
     }
 
+    /// Changes the tunnel driver used by daemons started from now on (a scenario switching
+    /// one node's driver restores it afterwards).
+    pub fn set_tunnel_driver(&mut self, driver: Option<&str>) {
+        self.options.tunnel_driver = driver.map(str::to_owned);
+    }
+
     /// The lab's temp dir.
     pub fn root(&self) -> &Path {
         self.tmp.path()
