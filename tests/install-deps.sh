@@ -16,6 +16,10 @@ packages=(
     iputils-ping                # ping in the lab
     curl                        # metrics/health checks, kube tier
     time                        # /usr/bin/time: peak RSS in the benchmark
+    qemu-system-x86             # kernel tier: boots Debian's kernel (tests/src/vm)
+    busybox-static              # kernel tier: the initramfs's shell
+    kmod                        # kernel tier: depmod/modprobe for the guest's modules
+    cpio                        # kernel tier: packs the initramfs
 )
 
 missing=()

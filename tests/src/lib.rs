@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod cni_env;
 pub mod error;
 pub mod kernel;
+pub mod kernel_scenarios;
 pub mod kube;
 pub mod lab;
 pub mod netns;
@@ -18,6 +19,7 @@ pub mod paths;
 pub mod plugin;
 pub mod require;
 pub mod stats;
+pub mod vm;
 
 pub use cni_env::{CniEnv, CniEnvBuilder, CniOutput, Pod};
 pub use error::{Context, Error, Result};

@@ -48,6 +48,23 @@ pub const METRICS_ADDR: &str = "127.0.0.1:10265";
 /// Underlay MTU of every lab link.
 pub const UNDERLAY_MTU: u32 = 1500;
 
+/// How the lab is built: everything that differs between lab runs of the same topology.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabOptions {
+    /// `raven-node --tunnel-driver` for every node (`auto`, `wireguard-userspace`,
+    /// `wireguard-kernel`, `ipsec`); `None` leaves the daemon's default.
+    pub tunnel_driver: Option<String>,
+}
+
+impl LabOptions {
+    /// Options selecting tunnel driver `driver`.
+    pub fn with_driver(driver: &str) -> Self {
+        Self {
+            tunnel_driver: Some(driver.to_string()),
+        }
+    }
+}
+
 /// Static description of one lab node.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeSpec {
@@ -159,6 +176,8 @@ pub struct Lab {
     tmp: TempDir,
     /// Which cloud node is the active gateway endpoint.
     cloud_active: &'static str,
+    /// How it was built.
+    options: LabOptions,
 }
 
 /// Checks everything the lab needs; the error names the missing piece and the fix.
@@ -255,6 +274,11 @@ impl Lab {
     /// Builds switches, routers, nodes (with the CNI chain and Gateway files) and one pod per
     /// node. Daemons are not started: see [`Lab::start_daemons`].
     pub fn build() -> Result<Lab> {
+        Self::build_with(LabOptions::default())
+    }
+
+    /// [`Lab::build`] with options (e.g. a tunnel driver).
+    pub fn build_with(options: LabOptions) -> Result<Lab> {
         check_preconditions()?;
         let cnitool = paths::find_cnitool()?;
         let raven_cni = paths::find_raven_cni()?;
@@ -279,6 +303,7 @@ impl Lab {
             raven_node,
             tmp,
             cloud_active: "cloud-1",
+            options,
         };
         // NAT routers and their LAN switches.
         let mut lans = Vec::new();
@@ -403,6 +428,11 @@ impl Lab {
             self.nodes[i].spec.name,
             "cloud-1" | "cloud-2" | "edge-a-1" | "edge-b-1"
         )
+    }
+
+    /// The options the lab was built with.
+    pub fn options(&self) -> &LabOptions {
+        &self.options
     }
 
     /// The lab's temp dir.
@@ -608,7 +638,11 @@ impl Lab {
             "--log",
             "info",
         ];
-        node.netns.command(&argv)
+        let mut c = node.netns.command(&argv);
+        if let Some(driver) = &self.options.tunnel_driver {
+            c.args(["--tunnel-driver", driver]);
+        }
+        c
     }
 
     /// Runs `raven-node cleanup` on node `i` (same paths as the daemon).
