@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::error::{Context, Error, Result};
 use crate::lab::{Lab, LabOptions};
 
+pub mod ipsec;
 pub mod kernel_features;
 
 /// Tag of a result line.
@@ -28,7 +29,13 @@ pub struct Scenario {
 }
 
 /// Every scenario, in run order. Add yours here (one line) and a `pub mod` above.
-pub const ALL: &[Scenario] = &[kernel_features::SCENARIO];
+pub const ALL: &[Scenario] = &[
+    kernel_features::SCENARIO,
+    ipsec::POD_TO_POD,
+    ipsec::ROTATION,
+    ipsec::RESTART,
+    ipsec::CLEANUP,
+];
 
 /// Looks a scenario up by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
