@@ -73,15 +73,17 @@ impl Nl {
         I: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
         self.seq = self.seq.wrapping_add(1);
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
+        // Non-dump requests always ask for the ack: it ends the answer (a GET's reply alone
+        // would leave us waiting).
+        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
         header.sequence_number = self.seq;
         let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
         msg.finalize();
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut buf);
         self.socket.send(&buf, 0)?;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
         loop {
             let (data, _) = self.socket.recv_from_full()?;
@@ -116,7 +118,7 @@ impl Nl {
     where
         I: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
-        self.request(payload, flags | NLM_F_ACK).map(|_| ())
+        self.request(payload, flags).map(|_| ())
     }
 }
 
