@@ -8,14 +8,13 @@
 //! Drivers ([`DriverKind`]):
 //! - [`DriverKind::UserspaceWireGuard`] ([`userspace`]): a TUN device plus boringtun's protocol
 //!   core. Works on any kernel with TUN (this machine has no WireGuard or ESP).
-//! - [`DriverKind::Ipsec`] ([`ipsec`]): kernel ESP-in-UDP on an `xfrm` interface, keys
-//!   derived per pair from the published X25519 identities (no IKE daemon).
-//! - [`DriverKind::KernelWireGuard`] and [`DriverKind::Ipsec`]: issue 7. They plug into the
-//!   same trait: both are route-based (a `wireguard` link or an `xfrm` interface named
-//!   `plan.device`), both consume the same [`peers::desired_peers`] view of the plan (the IPsec
-//!   driver additionally uses [`TunnelPlan::transit_domains`] for its local selectors), and the
-//!   kernel WireGuard driver shares [`key::KeyFile`] so switching drivers keeps the published
-//!   public key. Until then [`driver_for`] refuses them with [`TunnelError::Unsupported`].
+//! - [`DriverKind::Ipsec`] ([`ipsec`]): kernel ESP-in-UDP on an `xfrm` interface named
+//!   `plan.device`, keys derived per pair from the published X25519 identities of
+//!   [`key::KeyFile`] (no IKE daemon). It consumes the same [`peers::desired_peers`] view; being
+//!   route-based, it needs no transit selectors (the routes and per-prefix policies carry
+//!   relayed domains). Its `public_key` is the same identity, published the same way.
+//! - [`DriverKind::KernelWireGuard`]: issue 7, a `wireguard` link sharing [`key::KeyFile`];
+//!   until it exists [`driver_for`] refuses it with [`TunnelError::Unsupported`].
 //!
 //! Contract of every driver:
 //! - [`TunnelDriver::apply`] is idempotent and converges from any state, including a device
@@ -60,8 +59,9 @@ pub trait TunnelDriver: Send + std::fmt::Debug {
     /// Per-peer counters and the time of the last completed handshake.
     fn peer_stats(&self) -> Vec<PeerStats>;
 
-    /// Our public key in base64, for `config.publicKey` of our Gateway endpoint; `None` for
-    /// drivers without one (IPsec).
+    /// Our public key in base64, for `config.publicKey` of our Gateway endpoint (IPsec
+    /// derives its per-pair keys from the same X25519 identity); `None` for drivers without
+    /// one.
     fn public_key(&self) -> Option<String>;
 
     /// Removes everything the driver owns (device, peers); works without a prior `apply`,

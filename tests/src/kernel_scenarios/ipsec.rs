@@ -63,9 +63,39 @@ fn converge(lab: &Lab, pairs: &[(&str, &str)], timeout: Duration) -> Result<()> 
         let to = lab.pod(b)?.ip;
         lab.wait_for(&format!("ping {a} pod -> {b} pod ({to})"), timeout, || {
             lab.ping_from_pod(from, to)
-        })?;
+        })
+        .map_err(|e| Error::new(format!("{e}\n{}", diagnostics(lab))))?;
     }
     Ok(())
+}
+
+/// What the gateways' kernels hold and where their daemons wait, for failure messages.
+fn diagnostics(lab: &Lab) -> String {
+    let mut out = String::new();
+    for gw in GATEWAYS {
+        let Ok(i) = lab.node_index(gw) else { continue };
+        let n = &lab.nodes[i].netns;
+        let sas = n.ip(&["xfrm", "state"]).unwrap_or_default();
+        let pols = n.ip(&["xfrm", "policy"]).unwrap_or_default();
+        let link = n
+            .ip(&["-d", "link", "show", "raven-ipsec0"])
+            .unwrap_or_default();
+        let stat = n.exec(&["cat", "/proc/net/xfrm_stat"]).unwrap_or_default();
+        let stack = lab
+            .daemon_pid(i)
+            .map(|p| {
+                let wchan = std::fs::read_to_string(format!("/proc/{p}/wchan")).unwrap_or_default();
+                let stack = std::fs::read_to_string(format!("/proc/{p}/stack")).unwrap_or_default();
+                format!("wchan {wchan}\n{stack}")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "=== {gw}: {} SA lines, {} policy lines\nlink: {link}\n{stat}\n{stack}\n{sas}\n",
+            sas.lines().count(),
+            pols.lines().count()
+        ));
+    }
+    out
 }
 
 const ALL_PAIRS: [(&str, &str); 6] = [

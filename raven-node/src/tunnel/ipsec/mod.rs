@@ -235,6 +235,7 @@ impl TunnelDriver for Ipsec {
             Self::remove_link(&mut route, old)?;
         }
         report.device_created = self.ensure_link(&mut route, &plan.device)?;
+        tracing::debug!(device = %plan.device, "xfrm interface ready");
         self.device = Some(plan.device.clone());
 
         let mut xfrm = Nl::xfrm().map_err(|source| TunnelError::Xfrm {
@@ -253,10 +254,14 @@ impl TunnelDriver for Ipsec {
         let policies =
             netlink::dump_policies(&mut xfrm, IF_ID).map_err(xfrm_err("dump policies"))?;
         let ops = plan::diff(&desired, &sas, &policies);
-        Self::run_ops(&mut xfrm, &ops)?;
         if !ops.is_empty() {
-            tracing::debug!(ops = ops.len(), send_index = ring.send(), "xfrm changed");
+            tracing::info!(
+                ops = ops.len(),
+                send_index = ring.send(),
+                "applying xfrm changes"
+            );
         }
+        Self::run_ops(&mut xfrm, &ops)?;
 
         if let Some(encap) = &self.encap {
             encap.set_targets(
