@@ -15,6 +15,7 @@ use raven_api::nodestate::{DEFAULT_CNI_DATA_DIR, DEFAULT_NODE_STATE_FILE};
 use raven_node::daemon::engine::Timing;
 use raven_node::daemon::{Config, SourceConfig};
 use raven_node::plan::{self, Options, TunnelDriver};
+use raven_node::tunnel::{DriverChoice, DriverKind};
 
 /// Raven node daemon: cross-domain tunnels and per-pod routes for one node.
 #[derive(Debug, Parser)]
@@ -42,10 +43,27 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Driver {
-    /// Userspace WireGuard.
+    /// WireGuard: the kernel's when it has it, else userspace over TUN.
+    Auto,
+    /// Same as `auto` (the WireGuard family, implementation chosen automatically).
     Wireguard,
+    /// Userspace WireGuard over TUN (any kernel with TUN).
+    WireguardUserspace,
+    /// Kernel WireGuard (`wireguard` link; needs the wireguard module).
+    WireguardKernel,
     /// IPsec (kernel xfrm; not in this build yet).
     Ipsec,
+}
+
+impl Driver {
+    fn choice(self) -> DriverChoice {
+        match self {
+            Driver::Auto | Driver::Wireguard => DriverChoice::Auto(TunnelDriver::WireGuard),
+            Driver::WireguardUserspace => DriverChoice::Fixed(DriverKind::UserspaceWireGuard),
+            Driver::WireguardKernel => DriverChoice::Fixed(DriverKind::KernelWireGuard),
+            Driver::Ipsec => DriverChoice::Fixed(DriverKind::Ipsec),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -81,13 +99,9 @@ struct Common {
     /// underlay's.
     #[arg(long, env = "RAVEN_DOMAIN_LINK_MTU")]
     domain_link_mtu: Option<u32>,
-    /// Tunnel driver of the gateways (cluster-wide).
-    #[arg(
-        long,
-        env = "RAVEN_TUNNEL_DRIVER",
-        value_enum,
-        default_value = "wireguard"
-    )]
+    /// Tunnel driver of the gateways. The protocol family (WireGuard or IPsec) must be the
+    /// same cluster-wide; within WireGuard, kernel and userspace interoperate.
+    #[arg(long, env = "RAVEN_TUNNEL_DRIVER", value_enum, default_value = "auto")]
     tunnel_driver: Driver,
     /// Tunnel device name (default: the driver's).
     #[arg(long, env = "RAVEN_TUNNEL_DEVICE")]
@@ -145,10 +159,7 @@ fn config(c: &Common) -> Result<Config, String> {
         return Err("--poll-interval-ms and --resync-seconds must be positive".to_owned());
     }
     let options = Options {
-        driver: match c.tunnel_driver {
-            Driver::Wireguard => TunnelDriver::WireGuard,
-            Driver::Ipsec => TunnelDriver::Ipsec,
-        },
+        driver: c.tunnel_driver.choice().family(),
         underlay_mtu: c.underlay_mtu.unwrap_or(0),
         domain_link_mtu: c.domain_link_mtu,
         nat_traversal: c.nat_traversal,
@@ -170,6 +181,7 @@ fn config(c: &Common) -> Result<Config, String> {
         cni_data_dir: c.cni_data_dir.clone(),
         metrics_addr,
         options,
+        tunnel_driver: c.tunnel_driver.choice(),
         poll_interval: Duration::from_millis(c.poll_interval_ms),
         timing: Timing {
             resync,
@@ -270,6 +282,34 @@ mod tests {
         assert_eq!(cfg.metrics_addr, None);
         assert_eq!(cfg.options.protected_prefixes.len(), 2);
         assert_eq!(cfg.options.driver, TunnelDriver::WireGuard);
+        assert_eq!(
+            cfg.tunnel_driver,
+            DriverChoice::Auto(TunnelDriver::WireGuard),
+            "auto is the default"
+        );
+        for (flag, want) in [
+            (
+                "wireguard-kernel",
+                DriverChoice::Fixed(DriverKind::KernelWireGuard),
+            ),
+            (
+                "wireguard-userspace",
+                DriverChoice::Fixed(DriverKind::UserspaceWireGuard),
+            ),
+            ("ipsec", DriverChoice::Fixed(DriverKind::Ipsec)),
+        ] {
+            let cli =
+                Cli::try_parse_from(["raven-node", "cleanup", "--tunnel-driver", flag]).unwrap();
+            let Command::Cleanup(c) = &cli.command else {
+                panic!("cleanup expected")
+            };
+            let cfg = config(c).unwrap();
+            assert_eq!(cfg.tunnel_driver, want);
+            assert_eq!(cfg.options.driver, want.family());
+        }
+        assert!(
+            Cli::try_parse_from(["raven-node", "run", "--tunnel-driver", "libreswan"]).is_err()
+        );
         let cli = Cli::try_parse_from(["raven-node", "run", "--metrics-addr", "nope"]).unwrap();
         let Command::Run(c) = &cli.command else {
             panic!("run expected")

@@ -24,7 +24,9 @@ done
 
 p9=trans=virtio,version=9p2000.L,msize=512000
 mkdir -p /host
-mount -t 9p -o "$p9,ro" hostroot /host || die "cannot mount the host root over 9p"
+# cache=loose: the read-only root does not change during a run, and the page cache spares
+# re-reading big binaries (a debug raven-node is >100 MB) over 9p on every exec.
+mount -t 9p -o "$p9,ro,cache=loose" hostroot /host || die "cannot mount the host root over 9p"
 mount -t tmpfs tmpfs /host/tmp || die "tmpfs /tmp"
 mount -t tmpfs tmpfs /host/run || die "tmpfs /run"
 mount -t tmpfs tmpfs /host/var/tmp 2>/dev/null
@@ -35,7 +37,7 @@ mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
 mkdir -p /host/run/netns /host/run/raven-vm/kernel /host/run/raven-vm/out /host/run/lock
-mount -t 9p -o "$p9,ro" kernel /host/run/raven-vm/kernel || die "cannot mount the kernel tree"
+mount -t 9p -o "$p9,ro,cache=loose" kernel /host/run/raven-vm/kernel || die "cannot mount the kernel tree"
 mount -t 9p -o "$p9,rw" out /host/run/raven-vm/out || die "cannot mount the job share"
 mount -t bpf bpf /host/sys/fs/bpf 2>/dev/null
 

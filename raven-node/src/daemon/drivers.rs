@@ -13,15 +13,29 @@ use super::engine::{ApplyReport, Dataplane, PeerStats, Tunnel};
 use super::run::Drivers;
 use crate::dataplane::{self, Counters};
 use crate::plan::{NodePlan, Options, TunnelPlan};
-use crate::tunnel::{self, DriverKind, DriverOptions, TunnelDriver};
+use crate::tunnel::{self, DriverChoice, DriverKind, DriverOptions, KernelSupport, TunnelDriver};
+
+/// Resolves the configured driver (probing the kernel for `auto`) and logs the choice.
+pub fn choose(choice: DriverChoice) -> Result<DriverKind, String> {
+    let kind = choice.resolve(|| {
+        let support = KernelSupport::probe();
+        tracing::info!(?support, "probed the kernel for tunnel drivers");
+        support
+    })?;
+    tracing::info!(driver = kind.as_str(), configured = ?choice, "tunnel driver chosen");
+    Ok(kind)
+}
 
 /// Opens the drivers for this node (the tunnel driver loads or creates the persisted key).
-pub fn open(state_dir: &Path, options: &Options) -> Result<Drivers, String> {
+pub fn open(state_dir: &Path, options: &Options, kind: DriverKind) -> Result<Drivers, String> {
+    if kind.family() != options.driver {
+        return Err(format!(
+            "driver {} does not speak the planned family {:?}",
+            kind.as_str(),
+            options.driver
+        ));
+    }
     let dataplane = NetlinkDataplane::connect()?;
-    let kind = match options.driver {
-        crate::plan::TunnelDriver::WireGuard => DriverKind::UserspaceWireGuard,
-        crate::plan::TunnelDriver::Ipsec => DriverKind::Ipsec,
-    };
     let driver_options = DriverOptions {
         mtu: options
             .underlay_mtu

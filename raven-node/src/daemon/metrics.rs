@@ -52,6 +52,8 @@ pub struct Metrics {
     pub peer_tx_bytes: Family<Labels, Gauge>,
     /// Unix time of the last completed loop iteration (liveness).
     pub loop_heartbeat: Gauge<f64, AtomicU64>,
+    /// 1 for the tunnel driver in use (`driver="wireguard-kernel"`, ...).
+    pub tunnel_driver_info: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             peer_rx_bytes: Family::default(),
             peer_tx_bytes: Family::default(),
             loop_heartbeat: Gauge::default(),
+            tunnel_driver_info: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -90,6 +93,11 @@ impl Metrics {
             m.apply_duration.clone(),
         );
         registry.register("applies", "Applies by result", m.applies.clone());
+        registry.register(
+            "tunnel_driver_info",
+            "The tunnel driver in use (value 1, label driver)",
+            m.tunnel_driver_info.clone(),
+        );
         registry.register(
             "netlink_ops",
             "Netlink operations sent by the data plane, by kind",

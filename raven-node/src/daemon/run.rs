@@ -51,8 +51,11 @@ pub struct Config {
     pub cni_data_dir: PathBuf,
     /// Where `/metrics`, `/healthz`, `/readyz` listen; `None` disables the server.
     pub metrics_addr: Option<SocketAddr>,
-    /// Planner options; `underlay_mtu` 0 means "observe it".
+    /// Planner options; `underlay_mtu` 0 means "observe it". `options.driver` is the family
+    /// of [`Config::tunnel_driver`].
     pub options: Options,
+    /// The configured tunnel driver (`--tunnel-driver`).
+    pub tunnel_driver: crate::tunnel::DriverChoice,
     /// How often the Gateway directory is read.
     pub poll_interval: Duration,
     /// Loop timing.
@@ -188,7 +191,13 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .map_err(|e| RunError(format!("listening on {addr}: {e}")))?;
         tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     }
-    let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
+    let kind = drivers::choose(config.tunnel_driver)
+        .map_err(|e| RunError(format!("choosing the tunnel driver: {e}")))?;
+    metrics
+        .tunnel_driver_info
+        .get_or_create(&vec![("driver", kind.as_str().to_owned())])
+        .set(1);
+    let (dataplane, tunnel) = drivers::open(&config.state_dir, &options, kind)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
     let options_driver = options.driver;
     let mut engine = Engine::new(
@@ -316,7 +325,9 @@ pub fn cleanup(config: &Config) -> Result<(), RunError> {
         options.underlay_mtu = 1500;
     }
     let mut problems = Vec::new();
-    match drivers::open(&config.state_dir, &options) {
+    let opened = drivers::choose(config.tunnel_driver)
+        .and_then(|kind| drivers::open(&config.state_dir, &options, kind));
+    match opened {
         Ok((mut dataplane, mut tunnel)) => {
             if let Err(e) = tunnel.cleanup() {
                 problems.push(format!("tunnel: {e}"));
@@ -367,6 +378,9 @@ mod tests {
             cni_data_dir: "/nonexistent/cni".into(),
             metrics_addr: None,
             options: Options::default(),
+            tunnel_driver: crate::tunnel::DriverChoice::Fixed(
+                crate::tunnel::DriverKind::UserspaceWireGuard,
+            ),
             poll_interval: Duration::from_secs(1),
             timing: Timing::default(),
             kube: None,

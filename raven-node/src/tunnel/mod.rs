@@ -8,13 +8,13 @@
 //! Drivers ([`DriverKind`]):
 //! - [`DriverKind::UserspaceWireGuard`] ([`userspace`]): a TUN device plus boringtun's protocol
 //!   core. Works on any kernel with TUN (this machine has no WireGuard or ESP).
+//! - [`DriverKind::KernelWireGuard`] ([`kernel_wg`]): a `wireguard` link over netlink,
+//!   sharing [`key::KeyFile`] so switching drivers keeps the published public key.
 //! - [`DriverKind::Ipsec`] ([`ipsec`]): kernel ESP-in-UDP on an `xfrm` interface named
 //!   `plan.device`, keys derived per pair from the published X25519 identities of
 //!   [`key::KeyFile`] (no IKE daemon). It consumes the same [`peers::desired_peers`] view; being
 //!   route-based, it needs no transit selectors (the routes and per-prefix policies carry
 //!   relayed domains). Its `public_key` is the same identity, published the same way.
-//! - [`DriverKind::KernelWireGuard`]: issue 7, a `wireguard` link sharing [`key::KeyFile`];
-//!   until it exists [`driver_for`] refuses it with [`TunnelError::Unsupported`].
 //!
 //! Contract of every driver:
 //! - [`TunnelDriver::apply`] is idempotent and converges from any state, including a device
@@ -27,6 +27,7 @@
 
 pub mod error;
 pub mod ipsec;
+pub mod kernel_wg;
 pub mod key;
 pub mod peers;
 pub mod userspace;
@@ -122,7 +123,51 @@ impl DriverKind {
     }
 }
 
-/// What the running kernel offers, as probed by the daemon (issue 7 fills in the probes).
+/// The configured driver (`--tunnel-driver`): a fixed implementation, or automatic within a
+/// protocol family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// The kernel implementation of the family when the kernel has it, else userspace.
+    Auto(crate::plan::TunnelDriver),
+    /// Exactly this driver.
+    Fixed(DriverKind),
+}
+
+impl DriverChoice {
+    /// Parses `auto` / `wireguard` (both: WireGuard family, automatic), or a
+    /// [`DriverKind`] name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" | "wireguard" => Some(Self::Auto(crate::plan::TunnelDriver::WireGuard)),
+            other => DriverKind::parse(other).map(Self::Fixed),
+        }
+    }
+
+    /// The protocol family (MTU overhead, device defaults).
+    pub fn family(self) -> crate::plan::TunnelDriver {
+        match self {
+            Self::Auto(f) => f,
+            Self::Fixed(k) => k.family(),
+        }
+    }
+
+    /// The driver to run; `probe` is called only for automatic choices.
+    pub fn resolve(self, probe: impl FnOnce() -> KernelSupport) -> Result<DriverKind, String> {
+        match self {
+            Self::Fixed(k) => Ok(k),
+            Self::Auto(family) => {
+                let support = probe();
+                DriverKind::choose(family, support).ok_or_else(|| {
+                    format!(
+                        "no tunnel driver for {family:?} on this kernel ({support:?}):                          WireGuard needs the wireguard module or /dev/net/tun, IPsec needs ESP                          and xfrm interfaces"
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// What the running kernel offers, as probed by the daemon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelSupport {
     /// `/dev/net/tun` usable.
@@ -131,6 +176,20 @@ pub struct KernelSupport {
     pub wireguard: bool,
     /// ESP with UDP encapsulation and `xfrm` interfaces.
     pub xfrm_esp: bool,
+}
+
+impl KernelSupport {
+    /// Probes the running kernel (in the caller's network namespace): TUN by its device
+    /// node, WireGuard by resolving its generic-netlink family (which loads the module on
+    /// demand), ESP by its loaded modules (a refined probe belongs to the IPsec driver).
+    pub fn probe() -> Self {
+        let module = |m: &str| std::path::Path::new("/sys/module").join(m).exists();
+        Self {
+            tun: std::path::Path::new("/dev/net/tun").exists(),
+            wireguard: kernel_wg::kernel_has_wireguard(),
+            xfrm_esp: module("esp4") && module("xfrm_interface"),
+        }
+    }
 }
 
 /// Settings of a driver that are not part of the plan.
@@ -169,8 +228,8 @@ impl DriverOptions {
     }
 }
 
-/// Builds the driver of a kind. Kernel drivers are issue 7 and fail with
-/// [`TunnelError::Unsupported`] until they exist. Loads (or creates) the persisted key, so an
+/// Builds the driver of a kind. The IPsec driver is issue 7 and fails with
+/// [`TunnelError::Unsupported`] until it exists. Loads (or creates) the persisted key, so an
 /// unusable key file fails here, before anything touches the network.
 pub fn driver_for(
     kind: DriverKind,
@@ -180,8 +239,8 @@ pub fn driver_for(
         DriverKind::UserspaceWireGuard => {
             Ok(Box::new(userspace::UserspaceWireGuard::new(options)?))
         }
+        DriverKind::KernelWireGuard => Ok(Box::new(kernel_wg::KernelWireGuard::new(options)?)),
         DriverKind::Ipsec => Ok(Box::new(ipsec::Ipsec::new(options)?)),
-        DriverKind::KernelWireGuard => Err(TunnelError::Unsupported(kind)),
     }
 }
 
@@ -276,15 +335,40 @@ mod tests {
     }
 
     #[test]
-    fn kernel_drivers_are_not_built_yet() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kind = DriverKind::KernelWireGuard;
-        let err = driver_for(kind, DriverOptions::new(dir.path())).expect_err("issue 7");
-        assert!(
-            matches!(err, TunnelError::Unsupported(k) if k == kind),
-            "{err}"
+    fn choices_parse_and_resolve() {
+        let wg = Family::WireGuard;
+        assert_eq!(DriverChoice::parse("auto"), Some(DriverChoice::Auto(wg)));
+        assert_eq!(
+            DriverChoice::parse("wireguard"),
+            Some(DriverChoice::Auto(wg))
         );
-        // The IPsec driver builds (and touches no network state until `apply`).
+        assert_eq!(
+            DriverChoice::parse("ipsec"),
+            Some(DriverChoice::Fixed(DriverKind::Ipsec))
+        );
+        assert_eq!(DriverChoice::parse("strongswan"), None);
+        let tun = KernelSupport {
+            tun: true,
+            ..KernelSupport::default()
+        };
+        assert_eq!(
+            DriverChoice::Auto(wg).resolve(|| tun),
+            Ok(DriverKind::UserspaceWireGuard)
+        );
+        let fixed = DriverChoice::Fixed(DriverKind::KernelWireGuard);
+        assert_eq!(
+            fixed.resolve(|| panic!("a fixed choice must not probe")),
+            Ok(DriverKind::KernelWireGuard)
+        );
+        let e = DriverChoice::Auto(wg)
+            .resolve(KernelSupport::default)
+            .expect_err("nothing available");
+        assert!(e.contains("no tunnel driver"), "{e}");
+    }
+
+    #[test]
+    fn ipsec_driver_builds_without_touching_the_network() {
+        let dir = tempfile::tempdir().expect("tempdir");
         let ipsec = driver_for(DriverKind::Ipsec, DriverOptions::new(dir.path())).expect("ipsec");
         assert_eq!(ipsec.name(), "ipsec");
         assert!(ipsec.public_key().is_some());

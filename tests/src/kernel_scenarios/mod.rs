@@ -11,8 +11,11 @@ use std::time::Instant;
 use crate::error::{Context, Error, Result};
 use crate::lab::{Lab, LabOptions};
 
+pub mod common;
+pub mod driver_auto;
 pub mod ipsec;
 pub mod kernel_features;
+pub mod wg_kernel;
 
 /// Tag of a result line.
 pub const RESULT_TAG: &str = "RAVEN-SCENARIO";
@@ -31,6 +34,11 @@ pub struct Scenario {
 /// Every scenario, in run order. Add yours here (one line) and a `pub mod` above.
 pub const ALL: &[Scenario] = &[
     kernel_features::SCENARIO,
+    driver_auto::SCENARIO,
+    wg_kernel::TCP,
+    wg_kernel::WIRE,
+    wg_kernel::RESTART,
+    wg_kernel::CLEANUP,
     ipsec::POD_TO_POD,
     ipsec::ROTATION,
     ipsec::RESTART,
