@@ -146,8 +146,10 @@ fn our_spis(ns: &Netns) -> Result<Vec<u32>> {
     Ok(ours(&states(ns)?)
         .iter()
         .filter_map(|b| {
-            let hex = b.split("spi 0x").nth(1)?.split_whitespace().next()?;
-            u32::from_str_radix(hex, 16).ok()
+            // `ip -s` prints `spi 0x1234abcd(305441741)`.
+            let rest = b.split("spi 0x").nth(1)?;
+            let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            u32::from_str_radix(&hex, 16).ok()
         })
         .collect())
 }
@@ -194,7 +196,7 @@ fn pod_to_pod(ctx: &mut Ctx) -> Result<()> {
         }
     }
     // Capture between the cloud gateway and the two NAT routers while traffic flows.
-    let filter = "host 198.18.0.11 and (host 198.18.0.21 or host 198.18.0.22)";
+    let filter = "ip and host 198.18.0.11 and (host 198.18.0.21 or host 198.18.0.22)";
     let capture = lab
         .internet
         .command(&[

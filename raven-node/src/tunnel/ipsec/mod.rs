@@ -52,6 +52,8 @@ pub struct Ipsec {
     device: Option<String>,
     /// Peers of the last successful apply.
     peers: Vec<PeerSas>,
+    /// Inbound SA counters at the last apply ([`plan::stalled_inbound`]).
+    inbound: BTreeMap<plan::SaId, plan::InCounters>,
 }
 
 impl Ipsec {
@@ -64,6 +66,7 @@ impl Ipsec {
             encap: None,
             device: None,
             peers: Vec::new(),
+            inbound: BTreeMap::new(),
         })
     }
 
@@ -246,14 +249,36 @@ impl TunnelDriver for Ipsec {
             let op = op.to_owned();
             move |source| TunnelError::Xfrm { op, source }
         };
-        let sas: Vec<plan::Sa> = netlink::dump_sas(&mut xfrm, IF_ID)
-            .map_err(xfrm_err("dump SAs"))?
+        let observed = netlink::dump_sas(&mut xfrm, IF_ID).map_err(xfrm_err("dump SAs"))?;
+        let counters: BTreeMap<plan::SaId, plan::InCounters> = observed
+            .iter()
+            .map(|o| {
+                let c = plan::InCounters {
+                    packets: o.packets,
+                    drops: o.drops,
+                };
+                (o.sa.id, c)
+            })
+            .collect();
+        let stalled = plan::stalled_inbound(&desired, &self.inbound, &counters);
+        let sas: Vec<plan::Sa> = observed
             .into_iter()
             .map(|o| o.sa)
+            // A stalled inbound SA is treated as absent: deleted, then added by the diff.
+            .filter(|sa| !stalled.contains(&sa.id))
             .collect();
         let policies =
             netlink::dump_policies(&mut xfrm, IF_ID).map_err(xfrm_err("dump policies"))?;
-        let ops = plan::diff(&desired, &sas, &policies);
+        let mut ops: Vec<Op> = Vec::new();
+        for id in &stalled {
+            tracing::warn!(
+                spi = %format!("{:#010x}", id.spi),
+                "inbound SA only drops packets (the peer re-created its SAs): re-creating it \
+                 to reset the replay window"
+            );
+            ops.push(Op::DelSa(*id));
+        }
+        ops.extend(plan::diff(&desired, &sas, &policies));
         if !ops.is_empty() {
             tracing::info!(
                 ops = ops.len(),
@@ -289,6 +314,11 @@ impl TunnelDriver for Ipsec {
         }
         report.skipped = desired.skipped;
         self.peers = desired.peers;
+        // Re-created SAs start with fresh counters: forget the old ones.
+        self.inbound = counters;
+        for id in &stalled {
+            self.inbound.remove(id);
+        }
         Ok(report)
     }
 

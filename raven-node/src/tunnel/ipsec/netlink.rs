@@ -147,6 +147,9 @@ pub struct ObservedSa {
     pub bytes: u64,
     /// Packets processed.
     pub packets: u64,
+    /// Packets dropped by the anti-replay check or the ICV check (replay, outside the
+    /// window, integrity failure).
+    pub drops: u64,
     /// When it was added.
     pub added: Option<SystemTime>,
 }
@@ -194,6 +197,9 @@ fn parse_sa(msg: &ModifyMessage, if_id: u32) -> Option<ObservedSa> {
         },
         bytes: info.lifetime_cur.bytes,
         packets: info.lifetime_cur.packets,
+        drops: u64::from(info.stats.replay)
+            + u64::from(info.stats.replay_window)
+            + u64::from(info.stats.integrity_failed),
         added: (info.lifetime_cur.add_time > 0)
             .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(info.lifetime_cur.add_time)),
     })

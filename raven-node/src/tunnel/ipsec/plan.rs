@@ -307,6 +307,39 @@ fn add_policies(
     }
 }
 
+/// Counters of one inbound SA at one observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InCounters {
+    /// Packets accepted.
+    pub packets: u64,
+    /// Packets dropped by the replay or ICV checks.
+    pub drops: u64,
+}
+
+/// Inbound SAs whose peer evidently restarted its outbound SA from sequence 1 (a reboot or a
+/// `cleanup` on the other side): since the previous observation, packets were dropped by the
+/// replay/ICV checks and none was accepted. Re-creating our inbound SA (same key) resets the
+/// window so the peer's new sequence is accepted. Only SAs we want and saw twice qualify.
+///
+/// The price, documented in the README: whoever can replay captured packets while no
+/// legitimate packet arrives can make us reset the window and then replay them once.
+pub fn stalled_inbound(
+    desired: &Desired,
+    before: &BTreeMap<SaId, InCounters>,
+    now: &BTreeMap<SaId, InCounters>,
+) -> Vec<SaId> {
+    desired
+        .peers
+        .iter()
+        .flat_map(|p| p.inbound.iter())
+        .filter(|id| match (before.get(id), now.get(id)) {
+            (Some(b), Some(n)) => n.drops > b.drops && n.packets == b.packets,
+            _ => false,
+        })
+        .copied()
+        .collect()
+}
+
 /// One xfrm change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -543,6 +576,34 @@ mod tests {
         assert_eq!(ops.len(), 10);
         assert!(matches!(ops[0], Op::DelPolicy(_)));
         assert!(matches!(ops[9], Op::DelSa(_)));
+    }
+
+    #[test]
+    fn stalled_inbound_table() {
+        let d = desired(&two_peer_plan(), &secret(1), &KeyRing::default(), 5);
+        let id = d.peers[0].inbound[0];
+        let c = |packets, drops| InCounters { packets, drops };
+        let out_id = d.peers[0].out;
+        let cases = [
+            // (before, now, stalled?)
+            (Some(c(10, 0)), Some(c(10, 3)), true), // drops only: the peer restarted
+            (Some(c(10, 0)), Some(c(12, 3)), false), // some accepted: just reordering
+            (Some(c(10, 3)), Some(c(10, 3)), false), // idle
+            (None, Some(c(0, 3)), false),           // first observation
+            (Some(c(10, 0)), None, false),          // gone
+        ];
+        for (before, now, want) in cases {
+            let b: BTreeMap<SaId, InCounters> = before.map(|x| (id, x)).into_iter().collect();
+            let n: BTreeMap<SaId, InCounters> = now.map(|x| (id, x)).into_iter().collect();
+            assert_eq!(
+                stalled_inbound(&d, &b, &n),
+                if want { vec![id] } else { vec![] }
+            );
+        }
+        // Outbound SAs never qualify.
+        let b = BTreeMap::from([(out_id, c(1, 0))]);
+        let n = BTreeMap::from([(out_id, c(1, 5))]);
+        assert!(stalled_inbound(&d, &b, &n).is_empty());
     }
 
     #[test]
