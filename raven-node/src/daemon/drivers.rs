@@ -41,6 +41,7 @@ pub fn open(state_dir: &Path, options: &Options, kind: DriverKind) -> Result<Dri
             .underlay_mtu
             .saturating_sub(options.driver.overhead()),
         device: options.device().to_owned(),
+        ipsec_keys: tunnel::ipsec::key_ring_from_env(),
         ..DriverOptions::new(state_dir)
     };
     let driver = tunnel::driver_for(kind, driver_options).map_err(|e| e.to_string())?;

@@ -66,6 +66,17 @@ pub enum TunnelError {
     /// The plan is unusable for this driver (e.g. a different protocol family).
     #[error("tunnel plan: {0}")]
     Plan(String),
+    /// An xfrm (IPsec SA or policy) operation failed.
+    #[error("xfrm {op}: {source}")]
+    Xfrm {
+        /// What we tried, naming the object.
+        op: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// The IPsec key ring file is unusable; nothing was changed.
+    #[error("{0}")]
+    KeyRing(String),
     /// The driver kind is not available in this build.
     #[error("tunnel driver {} is not implemented yet (issue 7)", .0.as_str())]
     Unsupported(DriverKind),

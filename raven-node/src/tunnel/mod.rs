@@ -8,13 +8,13 @@
 //! Drivers ([`DriverKind`]):
 //! - [`DriverKind::UserspaceWireGuard`] ([`userspace`]): a TUN device plus boringtun's protocol
 //!   core. Works on any kernel with TUN (this machine has no WireGuard or ESP).
-//! - [`DriverKind::KernelWireGuard`] ([`kernel_wg`]): a `wireguard` link over netlink.
-//! - [`DriverKind::Ipsec`]: issue 7. They plug into the
-//!   same trait: both are route-based (a `wireguard` link or an `xfrm` interface named
-//!   `plan.device`), both consume the same [`peers::desired_peers`] view of the plan (the IPsec
-//!   driver additionally uses [`TunnelPlan::transit_domains`] for its local selectors), and the
-//!   kernel WireGuard driver shares [`key::KeyFile`] so switching drivers keeps the published
-//!   public key. Until then [`driver_for`] refuses them with [`TunnelError::Unsupported`].
+//! - [`DriverKind::KernelWireGuard`] ([`kernel_wg`]): a `wireguard` link over netlink,
+//!   sharing [`key::KeyFile`] so switching drivers keeps the published public key.
+//! - [`DriverKind::Ipsec`] ([`ipsec`]): kernel ESP-in-UDP on an `xfrm` interface named
+//!   `plan.device`, keys derived per pair from the published X25519 identities of
+//!   [`key::KeyFile`] (no IKE daemon). It consumes the same [`peers::desired_peers`] view; being
+//!   route-based, it needs no transit selectors (the routes and per-prefix policies carry
+//!   relayed domains). Its `public_key` is the same identity, published the same way.
 //!
 //! Contract of every driver:
 //! - [`TunnelDriver::apply`] is idempotent and converges from any state, including a device
@@ -26,6 +26,7 @@
 //!   which wgctrl truncated to 0 (no keepalive at all).
 
 pub mod error;
+pub mod ipsec;
 pub mod kernel_wg;
 pub mod key;
 pub mod peers;
@@ -59,8 +60,9 @@ pub trait TunnelDriver: Send + std::fmt::Debug {
     /// Per-peer counters and the time of the last completed handshake.
     fn peer_stats(&self) -> Vec<PeerStats>;
 
-    /// Our public key in base64, for `config.publicKey` of our Gateway endpoint; `None` for
-    /// drivers without one (IPsec).
+    /// Our public key in base64, for `config.publicKey` of our Gateway endpoint (IPsec
+    /// derives its per-pair keys from the same X25519 identity); `None` for drivers without
+    /// one.
     fn public_key(&self) -> Option<String>;
 
     /// Removes everything the driver owns (device, peers); works without a prior `apply`,
@@ -206,6 +208,9 @@ pub struct DriverOptions {
     pub preshared_key: Option<[u8; 32]>,
     /// Device name for [`TunnelDriver::cleanup`] before any `apply` told us the name.
     pub device: String,
+    /// IPsec key ring file ([`ipsec::keys::KeyRing`]); `None`: `<state_dir>/ipsec.keys` when
+    /// it exists, else key index 0 without PSK.
+    pub ipsec_keys: Option<PathBuf>,
 }
 
 impl DriverOptions {
@@ -218,6 +223,7 @@ impl DriverOptions {
             keepalive_secs: 5,
             preshared_key: None,
             device: crate::plan::options::WIREGUARD_DEVICE.to_owned(),
+            ipsec_keys: None,
         }
     }
 }
@@ -234,7 +240,7 @@ pub fn driver_for(
             Ok(Box::new(userspace::UserspaceWireGuard::new(options)?))
         }
         DriverKind::KernelWireGuard => Ok(Box::new(kernel_wg::KernelWireGuard::new(options)?)),
-        DriverKind::Ipsec => Err(TunnelError::Unsupported(kind)),
+        DriverKind::Ipsec => Ok(Box::new(ipsec::Ipsec::new(options)?)),
     }
 }
 
@@ -361,13 +367,10 @@ mod tests {
     }
 
     #[test]
-    fn ipsec_driver_is_not_built_yet() {
+    fn ipsec_driver_builds_without_touching_the_network() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kind = DriverKind::Ipsec;
-        let err = driver_for(kind, DriverOptions::new(dir.path())).expect_err("issue 7");
-        assert!(
-            matches!(err, TunnelError::Unsupported(k) if k == kind),
-            "{err}"
-        );
+        let ipsec = driver_for(DriverKind::Ipsec, DriverOptions::new(dir.path())).expect("ipsec");
+        assert_eq!(ipsec.name(), "ipsec");
+        assert!(ipsec.public_key().is_some());
     }
 }

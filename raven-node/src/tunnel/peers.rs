@@ -56,6 +56,8 @@ pub enum SkipReason {
         /// The peer that keeps it.
         kept: String,
     },
+    /// A driver-specific reason (IPsec: no endpoint address, SPI collision, ...).
+    Unusable(String),
 }
 
 impl std::fmt::Display for SkipReason {
@@ -67,6 +69,7 @@ impl std::fmt::Display for SkipReason {
             Self::DuplicatePublicKey { kept } => {
                 write!(f, "publicKey already used by gateway {kept}")
             }
+            Self::Unusable(why) => f.write_str(why),
         }
     }
 }

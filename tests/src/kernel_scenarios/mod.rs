@@ -13,6 +13,7 @@ use crate::lab::{Lab, LabOptions};
 
 pub mod common;
 pub mod driver_auto;
+pub mod ipsec;
 pub mod kernel_features;
 pub mod wg_kernel;
 
@@ -39,6 +40,10 @@ pub const ALL: &[Scenario] = &[
     wg_kernel::RESTART,
     wg_kernel::SWITCH,
     wg_kernel::CLEANUP,
+    ipsec::POD_TO_POD,
+    ipsec::ROTATION,
+    ipsec::RESTART,
+    ipsec::CLEANUP,
 ];
 
 /// Looks a scenario up by name.

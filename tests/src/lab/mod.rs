@@ -726,6 +726,12 @@ impl Lab {
         }
     }
 
+    /// The pid of node `i`'s daemon, if running (`ip netns exec` execs it, so this is the
+    /// daemon itself), e.g. to send SIGHUP for an immediate resync.
+    pub fn daemon_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].daemon.as_ref().map(Child::id)
+    }
+
     /// Whether node `i`'s daemon is still running.
     pub fn daemon_running(&mut self, i: usize) -> bool {
         match self.nodes[i].daemon.as_mut() {
