@@ -502,3 +502,75 @@ fn kube_mode_writes_the_public_ip_from_the_load_balancer_then_from_discovery() {
     drop(daemon);
     s.cleanup();
 }
+
+#[test]
+fn kube_mode_raises_an_event_on_a_gateway_whose_endpoint_has_no_key() {
+    let s = Setup::new(254);
+    s.api
+        .admin("POST", GW, Some(&s.gateway().to_string()))
+        .expect("create Gateway");
+    let status = json!({"status": s.gateway()["status"].clone()});
+    s.api
+        .admin(
+            "PATCH",
+            &format!("{GW}/gw-nk/status"),
+            Some(&status.to_string()),
+        )
+        .expect("Gateway status");
+    // Another domain whose active endpoint never published its WireGuard key.
+    let endpoint = json!({"nodeName": "b1", "type": "tunnel", "port": 4500,
+        "publicIP": "192.0.2.50", "underNAT": false});
+    let bad = json!({
+        "apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
+        "metadata": {"name": "gw-nokey"},
+        "spec": {"proxyConfig": {"Replicas": 0}, "tunnelConfig": {"Replicas": 1},
+                 "endpoints": [endpoint]},
+    });
+    s.api
+        .admin("POST", GW, Some(&bad.to_string()))
+        .expect("create the bad Gateway");
+    let status = json!({"status": {
+        "nodes": [{"nodeName": "b1", "privateIP": "172.16.9.1", "subnets": ["10.245.9.0/24"]}],
+        "activeEndpoints": [endpoint]}});
+    s.api
+        .admin(
+            "PATCH",
+            &format!("{GW}/gw-nokey/status"),
+            Some(&status.to_string()),
+        )
+        .expect("bad Gateway status");
+
+    let daemon = s.start(&[]);
+    let (event, took) = wait_for(Duration::from_secs(30), "an Event on gw-nokey", || {
+        let list = s
+            .api
+            .get_json("/api/v1/namespaces/default/events")
+            .map_err(|e| e.to_string())?
+            .ok_or("no event list")?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let list = list.to_string();
+        let found = items
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "gw-nokey");
+        match found {
+            Some(e) => Ok(Some(e)),
+            None => Err(format!("no Event regarding gw-nokey yet; events: {list}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- raven-node log ---\n{}", s.log_text()));
+    eprintln!("Event raised within {took:?}: {event}");
+    assert_eq!(event["reason"], "MissingPublicKey", "{event}");
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert_eq!(event["reportingComponent"], "raven-node", "{event}");
+    assert_eq!(event["reportingInstance"], NODE, "{event}");
+    assert_eq!(event["involvedObject"]["kind"], "Gateway", "{event}");
+    let note = event["message"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("b1"),
+        "the message names the endpoint node: {note}"
+    );
+    // The good part still applied: the Lease renews only after a successful apply.
+    s.assert_lease_renews();
+    drop(daemon);
+    s.cleanup();
+}

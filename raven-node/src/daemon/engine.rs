@@ -135,6 +135,8 @@ pub struct Engine {
     /// Pods must be refreshed on the next pass (first pass, or a failed refresh).
     refresh_pending: bool,
     last_warnings: BTreeSet<String>,
+    /// Where new warnings go as Gateway Events (Kubernetes mode); `None`: log and metric only.
+    events: Option<tokio::sync::mpsc::UnboundedSender<super::events::GatewayEvent>>,
     last_file_errors: Vec<FileError>,
     consecutive_failures: u32,
 }
@@ -179,6 +181,7 @@ impl Engine {
             published: None,
             refresh_pending: true,
             last_warnings: BTreeSet::new(),
+            events: None,
             last_file_errors: Vec::new(),
             consecutive_failures: 0,
         }
@@ -320,7 +323,16 @@ impl Engine {
         }
     }
 
-    /// Logs warnings that are new since the last pass; the gauge always shows the current set.
+    /// Sends warnings that are new since the last pass to `events` as Gateway Events too.
+    pub fn set_event_sink(
+        &mut self,
+        events: tokio::sync::mpsc::UnboundedSender<super::events::GatewayEvent>,
+    ) {
+        self.events = Some(events);
+    }
+
+    /// Logs warnings that are new since the last pass (and raises their Events); the gauge
+    /// always shows the current set.
     fn report_warnings(&mut self, plan: &NodePlan) {
         self.metrics.plan_warnings.clear();
         let mut now = BTreeSet::new();
@@ -332,6 +344,13 @@ impl Engine {
             let line = w.to_string();
             if !self.last_warnings.contains(&line) {
                 tracing::warn!(target: "raven_node::plan", kind = w.kind(), gateway = w.gateway(), "{line}");
+                if let Some(tx) = &self.events
+                    && let Some(event) = super::events::event_for(w, &plan.role)
+                {
+                    // The receiver lives as long as the watch thread; a closed one only
+                    // means no more Events, the log line above stays.
+                    let _ = tx.send(event);
+                }
             }
             now.insert(line);
         }

@@ -13,17 +13,22 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::api::ListParams;
+use kube::api::PostParams;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use raven_api::gateway::defaults::default_gateway;
 use raven_api::gateway::v1beta1::Gateway;
 use raven_api::wellknown::{
     LABEL_GATEWAY, LABEL_GATEWAY_ENDPOINTS, LABEL_GATEWAY_TYPE, WORKING_NAMESPACE,
 };
 
+use super::events::GatewayEvent;
 use super::lease::{KubeAccess, client};
 use super::source::{Poll, Snapshot};
 use super::writeback::{self, IpSource};
@@ -41,6 +46,9 @@ pub struct Writeback {
     /// Public IP discovery URLs (`--public-ip-url`); empty: no HTTP discovery.
     pub public_ip_urls: Vec<String>,
 }
+
+/// The sending side of the Gateway Events channel (give it to the engine).
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<GatewayEvent>;
 
 /// The Gateways as the engine wants them: defaulted like the file source's, sorted by name.
 fn engine_view(raw: &[Gateway]) -> Vec<Gateway> {
@@ -64,17 +72,23 @@ pub struct KubeWatcher {
 
 impl KubeWatcher {
     /// Starts the watch thread; `writeback`: what this agent owns in its Gateway endpoints.
-    pub fn spawn(access: KubeAccess, node: String, writeback: Writeback) -> Result<Self, String> {
+    /// Returns the watcher and the sender through which the engine raises Gateway Events.
+    pub fn spawn(
+        access: KubeAccess,
+        node: String,
+        writeback: Writeback,
+    ) -> Result<(Self, EventSender), String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("starting the watch runtime: {e}"))?;
         let (tx, rx) = mpsc::channel();
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("raven-gateways".to_owned())
-            .spawn(move || rt.block_on(watch(access, node, writeback, tx)))
+            .spawn(move || rt.block_on(watch(access, node, writeback, tx, events_rx)))
             .map_err(|e| format!("starting the watch thread: {e}"))?;
-        Ok(Self { rx })
+        Ok((Self { rx }, events_tx))
     }
 
     /// The newest snapshot since the last poll, if any.
@@ -107,6 +121,7 @@ async fn watch(
     node: String,
     writeback: Writeback,
     tx: mpsc::Sender<Vec<Gateway>>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<GatewayEvent>,
 ) {
     let client = loop {
         match client(&access).await {
@@ -117,6 +132,7 @@ async fn watch(
             }
         }
     };
+    let core_events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
     let api: Api<Gateway> = Api::all(client.clone());
     let services: Api<Service> = Api::namespaced(client, WORKING_NAMESPACE);
     let (reader, writer) = reflector::store();
@@ -136,11 +152,15 @@ async fn watch(
                 None => return,
             },
             _ = retry.tick() => None,
+            Some(ev) = events.recv() => {
+                raise(&core_events, &reader, &node, ev).await;
+                continue;
+            }
         };
         match event {
-            Some(Ok(Event::Init | Event::InitApply(_))) => continue,
-            Some(Ok(Event::InitDone)) => synced = true,
-            Some(Ok(Event::Apply(_) | Event::Delete(_))) => {}
+            Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+            Some(Ok(watcher::Event::InitDone)) => synced = true,
+            Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => {}
             Some(Err(e)) => {
                 tracing::warn!("Gateway watch error (retrying): {e}");
                 continue;
@@ -163,6 +183,55 @@ async fn watch(
             }
         }
     }
+}
+
+/// Raises one Gateway Event (a Gateway not in the cache any more gets none: it is gone).
+///
+/// A core/v1 Event in `default`: Gateways are cluster-scoped, and the events.k8s.io/v1 API
+/// rejects an Event about a cluster-scoped custom object in any namespace (its namespace must
+/// equal the object's, which is none), while core/v1 keeps `default` for exactly this case and
+/// `kubectl describe gateway` finds it there.
+async fn raise(
+    events: &Api<CoreEvent>,
+    reader: &reflector::Store<Gateway>,
+    node: &str,
+    ev: GatewayEvent,
+) {
+    let Some(gw) = reader.get(&reflector::ObjectRef::new(&ev.gateway)) else {
+        tracing::debug!(gateway = %ev.gateway, "no Event: the Gateway is not in the cache");
+        return;
+    };
+    let now = chrono_now();
+    let event = CoreEvent {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.", ev.gateway)),
+            namespace: Some("default".to_owned()),
+            ..Default::default()
+        },
+        involved_object: gw.object_ref(&()),
+        reason: Some(ev.reason),
+        message: Some(ev.message),
+        type_: Some("Warning".to_owned()),
+        action: Some("Plan".to_owned()),
+        source: Some(EventSource {
+            component: Some("raven-node".to_owned()),
+            host: Some(node.to_owned()),
+        }),
+        reporting_component: Some("raven-node".to_owned()),
+        reporting_instance: Some(node.to_owned()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Default::default()
+    };
+    if let Err(e) = events.create(&PostParams::default(), &event).await {
+        tracing::warn!(gateway = %ev.gateway, "raising an Event: {e}");
+    }
+}
+
+/// The current time as a Kubernetes timestamp.
+fn chrono_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 /// Writes what this agent owns into `gw` if it is missing; false when it should be retried.

@@ -16,6 +16,7 @@
 
 pub mod drivers;
 pub mod engine;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod kube_source;

@@ -207,7 +207,6 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .set(1);
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options, kind)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
-    let options_driver = options.driver;
     let mut engine = Engine::new(
         &config.node_name,
         options,
@@ -240,30 +239,28 @@ pub fn run(config: Config) -> Result<(), RunError> {
             Source::Dir(DirWatcher::new(dir))
         }
         (SourceConfig::Kubernetes, Some(access)) => {
-            // Only the WireGuard driver has a key to publish.
-            let key = match options_driver {
-                crate::plan::TunnelDriver::WireGuard => Some(
-                    drivers::public_key(&config.state_dir)
-                        .map_err(|e| RunError(format!("reading the tunnel key: {e}")))?,
-                ),
-                crate::plan::TunnelDriver::Ipsec => None,
-            };
+            // Both driver families need the node's X25519 public key published: WireGuard
+            // peers configure it, the IPsec driver derives its per-pair keys from it.
+            let key = Some(
+                drivers::public_key(&config.state_dir)
+                    .map_err(|e| RunError(format!("reading the tunnel key: {e}")))?,
+            );
             tracing::info!(
                 node = %config.node_name,
                 state_file = %config.node_state_file.display(),
                 "raven-node started (Kubernetes mode)"
             );
-            Source::Kube(
-                KubeWatcher::spawn(
-                    access.clone(),
-                    config.node_name.clone(),
-                    Writeback {
-                        public_key: key,
-                        public_ip_urls: config.public_ip_urls.clone(),
-                    },
-                )
-                .map_err(RunError)?,
+            let (watcher, events) = KubeWatcher::spawn(
+                access.clone(),
+                config.node_name.clone(),
+                Writeback {
+                    public_key: key,
+                    public_ip_urls: config.public_ip_urls.clone(),
+                },
             )
+            .map_err(RunError)?;
+            engine.set_event_sink(events);
+            Source::Kube(watcher)
         }
         (SourceConfig::Kubernetes, None) => {
             return Err(RunError("no API server configured".to_owned()));
