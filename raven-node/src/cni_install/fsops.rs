@@ -10,8 +10,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Replaces `path` with `content` atomically, with permissions `mode`.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+/// Replaces `path` with `content` atomically, with permissions `mode`. Returns the metadata
+/// of the file written (taken from the open file before the rename, which keeps inode, size
+/// and mtime), so a watcher can recognise its own write without stat'ing the path again: by
+/// then someone may already have replaced or deleted it.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<std::fs::Metadata> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -30,8 +33,10 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<(
         // The umask may have narrowed the mode given to open.
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.sync_all()?;
+        let written = f.metadata()?;
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(written)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

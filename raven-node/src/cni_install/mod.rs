@@ -95,9 +95,17 @@ pub fn install(settings: &Settings) -> Result<Outcome, InstallError> {
 
 /// Brings our configuration file to the plan (no binary).
 pub fn sync_conf(settings: &Settings) -> Result<Desired, InstallError> {
+    sync_conf_written(settings).map(|(desired, _)| desired)
+}
+
+/// [`sync_conf`], also returning the metadata of the file it wrote (`None` when it wrote
+/// nothing), for [`watch`] to record its own write exactly.
+pub(crate) fn sync_conf_written(
+    settings: &Settings,
+) -> Result<(Desired, Option<std::fs::Metadata>), InstallError> {
     let desired = plan_conf(settings)?;
-    apply_conf(settings, &desired)?;
-    Ok(desired)
+    let written = apply_conf(settings, &desired)?;
+    Ok((desired, written))
 }
 
 fn plan_conf(settings: &Settings) -> Result<Desired, InstallError> {
@@ -105,13 +113,18 @@ fn plan_conf(settings: &Settings) -> Result<Desired, InstallError> {
     Ok(plan::plan_install(&files, &settings.plugin())?)
 }
 
-fn apply_conf(settings: &Settings, desired: &Desired) -> Result<(), InstallError> {
+/// Applies the plan; the metadata of the file written, if it wrote one.
+fn apply_conf(
+    settings: &Settings,
+    desired: &Desired,
+) -> Result<Option<std::fs::Metadata>, InstallError> {
     let ours = settings.conf_dir.join(OUR_FILE);
     match desired {
         Desired::Write { content, .. } => fsops::write_atomic(&ours, content, 0o644)
+            .map(Some)
             .map_err(|e| InstallError::Write(format!("writing {}: {e}", ours.display()))),
-        Desired::Absent => remove(&ours),
-        Desired::UpToDate { .. } => Ok(()),
+        Desired::Absent => remove(&ours).map(|()| None),
+        Desired::UpToDate { .. } => Ok(None),
     }
 }
 

@@ -6,15 +6,16 @@
 //! microseconds. Polling also sees what inotify handles badly here: the directory is a hostPath
 //! whose watch would have to be re-armed if it is replaced or re-mounted, and events come in
 //! bursts while `cp -f` truncates and rewrites (we would debounce anyway). The change test is a
-//! fingerprint of (name, inode, size, mtime) of every configuration file; besides changes, the
-//! install re-runs every [`RESYNC`] as a safety net (an mtime-preserving edit).
+//! fingerprint of (name, inode, size, mtime) of every configuration file, taken before each
+//! install (see [`CniWatcher::tick`]); besides changes, the install re-runs every [`RESYNC`]
+//! as a safety net (an mtime-preserving edit).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::plan::is_config_name;
-use super::{Desired, InstallError, Settings, sync_conf};
+use super::{Desired, InstallError, OUR_FILE, Settings, sync_conf_written};
 
 /// Re-run the install at least this often even without a visible change.
 pub const RESYNC: Duration = Duration::from_secs(60);
@@ -29,6 +30,9 @@ pub struct CniWatcher {
     last: Option<Vec<FileStamp>>,
     last_run: Option<Instant>,
     last_error: Option<String>,
+    /// Test hook run right after the install, to inject a change the install races with.
+    #[cfg(test)]
+    after_install: Option<fn(&Path)>,
 }
 
 /// What one tick did.
@@ -50,6 +54,8 @@ impl CniWatcher {
             last: None,
             last_run: None,
             last_error: None,
+            #[cfg(test)]
+            after_install: None,
         }
     }
 
@@ -64,11 +70,18 @@ impl CniWatcher {
             return Tick::Idle;
         }
         self.last_run = Some(now);
-        let result = sync_conf(&self.settings);
-        // Fingerprint after our own write, so our write is not seen as a change next tick.
-        self.last = Some(fingerprint(&self.settings.conf_dir));
+        let result = sync_conf_written(&self.settings);
+        #[cfg(test)]
+        if let Some(hook) = self.after_install {
+            hook(&self.settings.conf_dir);
+        }
+        // Record the directory as observed *before* the install plus our own write, never a
+        // fingerprint taken after it: a change made between our rename and a second
+        // fingerprint (someone deleting the file we just wrote while we fsync the directory)
+        // would be recorded as already handled and ignored until the next resync.
+        self.last = Some(after_install(fp, &result));
         match result {
-            Ok(d) => {
+            Ok((d, _)) => {
                 if self.last_error.take().is_some() {
                     tracing::info!("CNI configuration recovered");
                 }
@@ -98,6 +111,29 @@ impl CniWatcher {
     }
 }
 
+/// The fingerprint `before` the install, with our file's entry replaced by what the install
+/// left: the stamp of the file it wrote, no entry when it removed ours, the observed entry
+/// when it wrote nothing (up to date, or failed before writing).
+fn after_install(
+    mut before: Vec<FileStamp>,
+    result: &Result<(Desired, Option<std::fs::Metadata>), InstallError>,
+) -> Vec<FileStamp> {
+    match result {
+        Ok((_, Some(m))) => {
+            before.retain(|s| s.0 != OUR_FILE);
+            before.push(stamp(OUR_FILE.to_owned(), m));
+            before.sort();
+        }
+        Ok((Desired::Absent, None)) => before.retain(|s| s.0 != OUR_FILE),
+        Ok(_) | Err(_) => {}
+    }
+    before
+}
+
+fn stamp(name: String, m: &std::fs::Metadata) -> FileStamp {
+    (name, m.ino(), m.size(), m.mtime(), m.mtime_nsec())
+}
+
 fn log_error(e: &InstallError) {
     tracing::error!("CNI install: {e}");
 }
@@ -117,7 +153,7 @@ fn fingerprint(dir: &Path) -> Vec<FileStamp> {
             continue;
         }
         if let Ok(m) = std::fs::metadata(entry.path()) {
-            out.push((name, m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+            out.push(stamp(name, &m));
         }
     }
     out.sort();
@@ -131,17 +167,20 @@ mod tests {
     const FLANNEL: &str =
         r#"{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel"},{"type":"portmap"}]}"#;
 
-    #[test]
-    fn reinstalls_on_change_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            conf_dir: dir.path().to_path_buf(),
-            bin_dir: dir.path().join("bin"),
+    fn settings(dir: &Path) -> Settings {
+        Settings {
+            conf_dir: dir.to_path_buf(),
+            bin_dir: dir.join("bin"),
             binary: None,
             node_state_file: "/run/raven/node-state.json".into(),
             data_dir: "/var/lib/cni/raven".into(),
-        };
-        let mut w = CniWatcher::new(settings);
+        }
+    }
+
+    #[test]
+    fn reinstalls_on_change_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = CniWatcher::new(settings(dir.path()));
         assert_eq!(w.tick(), Tick::Ran(Desired::Absent));
         assert_eq!(w.tick(), Tick::Idle);
         std::fs::write(dir.path().join("10-flannel.conflist"), FLANNEL).unwrap();
@@ -160,5 +199,29 @@ mod tests {
         // Someone deleted ours: recreated.
         std::fs::remove_file(dir.path().join(super::super::OUR_FILE)).unwrap();
         assert!(matches!(w.tick(), Tick::Ran(Desired::Write { .. })));
+        // Deleted again right after our write, before the next tick: the tick that wrote it
+        // must not have recorded the directory as it was after the deletion.
+        std::fs::remove_file(dir.path().join(super::super::OUR_FILE)).unwrap();
+        assert!(matches!(w.tick(), Tick::Ran(Desired::Write { .. })));
+        assert!(dir.path().join(super::super::OUR_FILE).exists());
+    }
+
+    /// The race the daemon lost: the file we just renamed into place is deleted while the
+    /// install is still finishing (the directory fsync), before the tick returns. The deletion
+    /// must count as a change on the next tick, not as the state the tick left.
+    #[test]
+    fn a_deletion_during_the_install_is_not_swallowed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10-flannel.conflist"), FLANNEL).unwrap();
+        let ours = dir.path().join(super::super::OUR_FILE);
+        let mut w = CniWatcher::new(settings(dir.path()));
+        w.after_install = Some(|dir| {
+            let _ = std::fs::remove_file(dir.join(OUR_FILE));
+        });
+        assert!(matches!(w.tick(), Tick::Ran(Desired::Write { .. })));
+        assert!(!ours.exists());
+        w.after_install = None;
+        assert!(matches!(w.tick(), Tick::Ran(Desired::Write { .. })));
+        assert!(ours.exists());
     }
 }
