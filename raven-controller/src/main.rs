@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use raven_api::gateway::ExposeType;
 use raven_api::wellknown::WORKING_NAMESPACE;
+use raven_controller::csr::{self, CsrSettings};
 use raven_controller::domains::{DEFAULT_CANDIDATE_LABEL, DEFAULT_CLOUD_GATEWAY, DomainConfig};
 use raven_controller::election::LeasePolicy;
 use raven_controller::runtime::{self, Settings, leader::LeaderConfig};
@@ -138,6 +139,19 @@ struct RunArgs {
     /// Seconds between re-reads of the webhook Secret and CA bundle checks.
     #[arg(long, env = "RAVEN_WEBHOOK_RECHECK_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     webhook_recheck_seconds: u64,
+    /// Do not approve and sign CSRs of the Raven proxy signers.
+    #[arg(long, env = "RAVEN_NO_CSR_SIGNER")]
+    no_csr_signer: bool,
+    /// Secret (in kube-system) holding the proxy CA.
+    #[arg(long, env = "RAVEN_PROXY_CA_SECRET", default_value = csr::DEFAULT_CA_SECRET)]
+    proxy_ca_secret: String,
+    /// User name of raven-node's ServiceAccount (its pod-bound tokens may request proxy
+    /// certificates for the node their pod runs on).
+    #[arg(long, env = "RAVEN_NODE_USER", default_value = csr::DEFAULT_RAVEN_NODE_USER)]
+    raven_node_user: String,
+    /// Lifetime of issued proxy certificates, in hours.
+    #[arg(long, env = "RAVEN_PROXY_CERT_HOURS", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..))]
+    proxy_cert_hours: u64,
 }
 
 fn identity(given: Option<String>) -> String {
@@ -159,6 +173,16 @@ fn webhook_settings(a: &RunArgs) -> Option<WebhookSettings> {
         crd: raven_api::wellknown::GATEWAY_CRD_NAME.to_owned(),
         policy: webhook::certs::Policy::default(),
         recheck: Duration::from_secs(a.webhook_recheck_seconds),
+    })
+}
+
+fn csr_settings(a: &RunArgs) -> Option<CsrSettings> {
+    (!a.no_csr_signer).then(|| CsrSettings {
+        namespace: WORKING_NAMESPACE.to_owned(),
+        ca_secret: a.proxy_ca_secret.clone(),
+        raven_node_user: a.raven_node_user.clone(),
+        validity: Duration::from_secs(a.proxy_cert_hours.saturating_mul(3600)),
+        ca_validity: Duration::from_secs(3650 * 86_400),
     })
 }
 
@@ -240,6 +264,7 @@ fn main() -> ExitCode {
     };
     let kubeconfig = args.kubeconfig.clone();
     let webhooks = webhook_settings(&args);
+    let signer = csr_settings(&args);
     let settings = settings(args);
     rt.block_on(async move {
         let client = match client(kubeconfig.as_ref()).await {
@@ -252,6 +277,10 @@ fn main() -> ExitCode {
         if let Some(w) = webhooks {
             // Every replica serves the webhooks, leader or not.
             tokio::spawn(webhook::run(client.clone(), w));
+        }
+        if let Some(c) = signer {
+            // Every replica approves and signs; conflicting writes lose with a 409.
+            tokio::spawn(csr::run(client.clone(), c));
         }
         tokio::select! {
             r = runtime::run(client, settings) => match r {
