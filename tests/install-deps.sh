@@ -16,6 +16,7 @@ packages=(
     iputils-ping                # ping in the lab
     curl                        # metrics/health checks, kube tier
     time                        # /usr/bin/time: peak RSS in the benchmark
+    python3-venv                # the venv holding kubernetes-validate (manifest tests)
 )
 
 missing=()
@@ -27,12 +28,27 @@ done
 
 if ((${#missing[@]} == 0)); then
     echo "Debian packages: all present"
-    exit 0
+else
+    if [[ $EUID -ne 0 ]]; then
+        echo "install-deps.sh: missing packages (${missing[*]}) and not root; run with sudo" >&2
+        exit 1
+    fi
+    echo "Debian packages: installing ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-if [[ $EUID -ne 0 ]]; then
-    echo "install-deps.sh: missing packages (${missing[*]}) and not root; run with sudo" >&2
-    exit 1
+
+# kubernetes-validate (PyPI) in its own venv, for tests/tests/manifests.rs: it bundles the
+# JSON schemas of every Kubernetes release it knows, so validation runs offline afterwards.
+# RAVEN_MANIFEST_VENV overrides the location (the tests read the same variable).
+venv="${RAVEN_MANIFEST_VENV:-/var/lib/raven-tests/venv}"
+kv_version=1.37.0
+if [[ -x "$venv/bin/kubernetes-validate" ]] &&
+    "$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | grep -qx "Version: $kv_version"; then
+    echo "kubernetes-validate $kv_version: present in $venv"
+else
+    echo "kubernetes-validate: installing $kv_version into $venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$kv_version"
 fi
-echo "Debian packages: installing ${missing[*]}"
-apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"

@@ -38,6 +38,78 @@ enum Command {
         #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
         state_dir: PathBuf,
     },
+    /// Show what the running daemon does (role, tunnel peers, routes, pods, last apply);
+    /// exits 1 when it is not healthy (not live or not ready), 2 when it cannot be reached.
+    Status {
+        /// The daemon's metrics address.
+        #[arg(long, env = "RAVEN_METRICS_ADDR", default_value = "127.0.0.1:10265")]
+        addr: SocketAddr,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Install the raven-cni binary and chain it after the node's CNI configuration
+    /// (writes 05-raven.conflist derived from the first foreign one; idempotent).
+    InstallCni(InstallArgs),
+    /// Remove 05-raven.conflist: the runtime uses the untouched original chain again.
+    UninstallCni {
+        #[command(flatten)]
+        cni: CniArgs,
+        /// Also remove the raven-cni binary (by default it stays, so that DELs of pods added
+        /// under our chain keep working).
+        #[arg(long)]
+        remove_binary: bool,
+    },
+}
+
+/// Where the runtime's CNI files live and what our plugin entry says.
+#[derive(Debug, Clone, Args)]
+struct CniArgs {
+    /// The runtime's CNI configuration directory.
+    #[arg(long, env = "RAVEN_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// The runtime's CNI binary directory.
+    #[arg(long, env = "RAVEN_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+    /// `nodeStateFile` written into our plugin entry.
+    #[arg(long = "cni-node-state-file", env = "RAVEN_NODE_STATE_FILE", default_value = DEFAULT_NODE_STATE_FILE)]
+    node_state_file: PathBuf,
+    /// `dataDir` written into our plugin entry.
+    #[arg(long = "cni-data-dir", env = "RAVEN_CNI_DATA_DIR", default_value = DEFAULT_CNI_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InstallArgs {
+    #[command(flatten)]
+    cni: CniArgs,
+    /// The raven-cni binary to install (default: `raven-cni` beside this executable).
+    #[arg(long, env = "RAVEN_CNI_BINARY")]
+    cni_binary: Option<PathBuf>,
+    /// Wait up to this many seconds for a CNI configuration to chain after (Flannel may not
+    /// have written its file yet when the init container runs); 0: fail at once.
+    #[arg(long, default_value_t = 0)]
+    wait_seconds: u64,
+}
+
+impl CniArgs {
+    fn settings(&self, binary: Option<PathBuf>) -> raven_node::cni_install::Settings {
+        raven_node::cni_install::Settings {
+            conf_dir: self.cni_conf_dir.clone(),
+            bin_dir: self.cni_bin_dir.clone(),
+            binary,
+            node_state_file: self.node_state_file.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// The daemon's JSON report.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -62,6 +134,13 @@ struct Common {
     /// renewed while the last apply succeeded, in both modes.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: a URL answering this node's public IP (plain text or JSON `ip`),
+    /// asked only while this node is an active tunnel endpoint whose Gateway spec has no
+    /// `publicIP` and is not exposed through a LoadBalancer (then the Service's ingress IP is
+    /// used). Repeatable, tried in order with a 5 s timeout each. None by default: the node
+    /// never calls out unless told to.
+    #[arg(long = "public-ip-url", value_name = "URL")]
+    public_ip_urls: Vec<String>,
     /// State directory (persisted generation, tunnel private key).
     #[arg(long, env = "RAVEN_STATE_DIR", default_value = "/var/lib/raven")]
     state_dir: PathBuf,
@@ -120,6 +199,13 @@ struct Common {
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "RAVEN_LOG", default_value = "info")]
     log: String,
+    /// Keep raven-cni chained in the CNI configuration: re-run the configuration install
+    /// whenever the CNI configuration directory changes (the DaemonSet sets it).
+    #[arg(long, env = "RAVEN_MANAGE_CNI")]
+    manage_cni: bool,
+    /// The runtime's CNI configuration directory (with --manage-cni).
+    #[arg(long, env = "RAVEN_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
 }
 
 fn parse_mac_prefix(s: &str) -> Result<[u8; 2], String> {
@@ -181,6 +267,14 @@ fn config(c: &Common) -> Result<Config, String> {
             std::env::var("KUBECONFIG").ok().as_deref(),
             std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref(),
         ),
+        public_ip_urls: c.public_ip_urls.clone(),
+        cni: c.manage_cni.then(|| raven_node::cni_install::Settings {
+            conf_dir: c.cni_conf_dir.clone(),
+            bin_dir: PathBuf::new(),
+            binary: None,
+            node_state_file: c.node_state_file.clone(),
+            data_dir: c.cni_data_dir.clone(),
+        }),
     })
 }
 
@@ -194,10 +288,111 @@ fn init_logging(filter: &str) {
         .init();
 }
 
+/// `install-cni`: binary, then configuration; waits for a source when asked to.
+fn install_cni(args: &InstallArgs) -> ExitCode {
+    use raven_node::cni_install::{self, Desired};
+    let binary = args.cni_binary.clone().or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("raven-cni")))
+    });
+    let settings = args.cni.settings(binary);
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait_seconds);
+    loop {
+        match cni_install::install(&settings) {
+            Ok(outcome) => match outcome.conf {
+                Desired::Write { source, .. } | Desired::UpToDate { source } => {
+                    println!(
+                        "raven-cni chained after {source} in {} (binary {})",
+                        settings.conf_dir.join(cni_install::OUR_FILE).display(),
+                        if outcome.binary_written {
+                            "installed"
+                        } else {
+                            "up to date"
+                        }
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                Desired::Absent if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Desired::Absent => {
+                    eprintln!(
+                        "raven-node: no CNI configuration in {} to chain raven-cni after \
+                         (is Flannel installed?)",
+                        settings.conf_dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("raven-node: install-cni: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+}
+
+/// `status`: fetch, print, exit by health.
+fn status(addr: SocketAddr, output: OutputFormat) -> ExitCode {
+    use raven_node::daemon::status;
+    // The DaemonSet's RAVEN_METRICS_ADDR is a listen address (0.0.0.0): ask loopback then.
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let report = match status::fetch(addr, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("raven-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match output {
+        OutputFormat::Table => print!("{}", status::render_table(&report)),
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("raven-node: encoding the report: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = match &cli.command {
         Command::Run(c) | Command::Cleanup(c) => c,
+        Command::InstallCni(args) => return install_cni(args),
+        Command::Status { addr, output } => return status(*addr, *output),
+        Command::UninstallCni { cni, remove_binary } => {
+            return match raven_node::cni_install::uninstall(&cni.settings(None), *remove_binary) {
+                Ok(changed) => {
+                    println!(
+                        "{}",
+                        if changed {
+                            "raven-cni removed from the CNI configuration"
+                        } else {
+                            "raven-cni was not installed"
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("raven-node: uninstall-cni: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::PublicKey { state_dir } => {
             return match raven_node::daemon::drivers::public_key(state_dir) {
                 Ok(key) => {
@@ -222,7 +417,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(_) => raven_node::daemon::run(config),
         Command::Cleanup(_) => raven_node::daemon::cleanup(&config),
-        Command::PublicKey { .. } => Ok(()),
+        Command::PublicKey { .. }
+        | Command::InstallCni(_)
+        | Command::UninstallCni { .. }
+        | Command::Status { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,7 @@ pub struct CniEnvBuilder {
     network: String,
     with_raven: bool,
     raven_extra: Map<String, Value>,
+    cni_path_prefix: Option<PathBuf>,
 }
 
 /// A pod: its netns plus the identity the runtime would pass.
@@ -84,6 +85,12 @@ impl CniEnvBuilder {
         self
     }
 
+    /// Puts `dir` first in `CNI_PATH` (a plugin directory an installer fills during the test).
+    pub fn cni_path_prefix(mut self, dir: &Path) -> Self {
+        self.cni_path_prefix = Some(dir.to_path_buf());
+        self
+    }
+
     /// Sets the network (list) name; default `cbr0` like kube-flannel.
     pub fn network(mut self, name: &str) -> Self {
         self.network = name.to_string();
@@ -100,6 +107,9 @@ impl CniEnvBuilder {
         if self.with_raven {
             let raven = paths::find_raven_cni()?;
             let dir = raven.parent().unwrap_or(Path::new("/"));
+            cni_path = format!("{}:{cni_path}", dir.display());
+        }
+        if let Some(dir) = &self.cni_path_prefix {
             cni_path = format!("{}:{cni_path}", dir.display());
         }
         let tmp = tempfile::Builder::new()
@@ -136,6 +146,7 @@ impl CniEnv {
             network: "cbr0".to_string(),
             with_raven: true,
             raven_extra: Map::new(),
+            cni_path_prefix: None,
         }
     }
 

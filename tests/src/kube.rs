@@ -497,6 +497,8 @@ impl KubeApiServer {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            // The kustomize index of the directory is not an object.
+            .filter(|p| p.file_name().is_none_or(|n| n != "kustomization.yaml"))
             .collect();
         files.sort();
         let mut names = Vec::new();

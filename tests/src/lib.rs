@@ -12,6 +12,7 @@ pub mod error;
 pub mod kernel;
 pub mod kube;
 pub mod lab;
+pub mod manifests;
 pub mod netns;
 pub mod nodestate;
 pub mod paths;

@@ -16,6 +16,7 @@ fn crd_manifests() -> Vec<PathBuf> {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                .filter(|p| p.file_name().is_none_or(|n| n != "kustomization.yaml"))
                 .collect()
         })
         .unwrap_or_default();

@@ -1,5 +1,5 @@
 //! `raven-node` against a real kube-apiserver 1.20.2: the per-node health Lease (both modes)
-//! and the Kubernetes Gateway source with its public key write-back.
+//! and the Kubernetes Gateway source with its endpoint write-back (public key, public IP).
 //!
 //! The daemon runs inside a fresh network namespace (its data plane touches nothing on the
 //! host) with the identity of the `raven-node` ServiceAccount (a token user), so the manifests
@@ -382,6 +382,123 @@ fn kube_mode_watches_gateways_publishes_the_key_and_renews_the_lease() {
     // No write when nothing changed: the patch's own watch event did not cause another one.
     assert_eq!(rv(&s), before, "the Gateway was written again");
     assert!(s.log_text().contains("Kubernetes mode"), "{}", s.log_text());
+    drop(daemon);
+    s.cleanup();
+}
+
+/// A one-shot-per-connection HTTP server answering `body` (the public IP discovery service).
+fn answer_forever(listener: TcpListener, body: &'static str) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+}
+
+fn spec_public_ip(s: &Setup) -> Result<Option<String>, String> {
+    let gw = s
+        .api
+        .get_json(&format!("{GW}/gw-nk"))
+        .map_err(|e| e.to_string())?
+        .ok_or("no Gateway")?;
+    match gw["spec"]["endpoints"][0]["publicIP"].as_str() {
+        Some(ip) if !ip.is_empty() => Ok(Some(ip.to_owned())),
+        other => Err(format!("publicIP is {other:?}")),
+    }
+}
+
+#[test]
+fn kube_mode_writes_the_public_ip_from_the_load_balancer_then_from_discovery() {
+    let s = Setup::new(253);
+    // Active endpoint without a publicIP, exposed through a LoadBalancer.
+    let mut gw = s.gateway();
+    for (part, list) in [("spec", "endpoints"), ("status", "activeEndpoints")] {
+        gw[part][list][0]
+            .as_object_mut()
+            .expect("endpoint")
+            .remove("publicIP");
+    }
+    gw["spec"]["exposeType"] = json!("LoadBalancer");
+    s.api
+        .admin("POST", GW, Some(&gw.to_string()))
+        .expect("create Gateway");
+    // Status is a subresource: create drops it, the controller writes it separately.
+    let status = json!({"status": gw["status"].clone()});
+    s.api
+        .admin(
+            "PATCH",
+            &format!("{GW}/gw-nk/status"),
+            Some(&status.to_string()),
+        )
+        .expect("Gateway status");
+    // The controller's tunnel Service for this endpoint, with an ingress IP.
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "x-raven-tunnel-svc-gw-nk-1", "namespace": "kube-system",
+            "labels": {"raven.openyurt.io/gateway": "gw-nk",
+                       "raven.openyurt.io/gateway-type": "tunnel",
+                       "raven.openyurt.io/endpoints-name": NODE}},
+        "spec": {"type": "LoadBalancer",
+                 "ports": [{"name": "tunnel", "port": 4500, "protocol": "UDP"}]},
+    });
+    let svcs = "/api/v1/namespaces/kube-system/services";
+    s.api
+        .admin("POST", svcs, Some(&svc.to_string()))
+        .expect("create Service");
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.20"}]}}});
+    s.api
+        .admin(
+            "PATCH",
+            &format!("{svcs}/x-raven-tunnel-svc-gw-nk-1/status"),
+            Some(&status.to_string()),
+        )
+        .expect("Service ingress");
+    // The discovery service, reachable from the node namespace (host side of its veth).
+    let host_ip = s.node_ip.replace(".0.2", ".0.1");
+    let listener = TcpListener::bind((host_ip.as_str(), 0)).expect("discovery listen");
+    let url = format!(
+        "http://{host_ip}:{}/ip",
+        listener.local_addr().expect("addr").port()
+    );
+    answer_forever(listener, "203.0.113.44\n");
+
+    let daemon = s.start(&["--public-ip-url", &url]);
+    let (ip, took) = wait_for(Duration::from_secs(30), "publicIP from the Service", || {
+        spec_public_ip(&s)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- raven-node log ---\n{}", s.log_text()));
+    assert_eq!(
+        ip, "198.51.100.20",
+        "the LoadBalancer ingress wins over discovery"
+    );
+    eprintln!("publicIP from the LoadBalancer within {took:?}");
+
+    // Exposed by its own public IP now, and the IP cleared: discovery fills it.
+    let patch = json!({"spec": {"exposeType": "PublicIP", "endpoints": [{
+        "nodeName": NODE, "type": "tunnel", "port": 4500, "underNAT": false,
+        "config": gw["spec"]["endpoints"][0]["config"].clone()}]}});
+    s.api
+        .admin("PATCH", &format!("{GW}/gw-nk"), Some(&patch.to_string()))
+        .expect("clear publicIP");
+    let (ip, took) =
+        wait_for(
+            Duration::from_secs(30),
+            "publicIP from discovery",
+            || match spec_public_ip(&s)? {
+                Some(ip) if ip != "198.51.100.20" => Ok(Some(ip)),
+                other => Err(format!("publicIP is {other:?}")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n--- raven-node log ---\n{}", s.log_text()));
+    assert_eq!(ip, "203.0.113.44");
+    eprintln!("publicIP from discovery within {took:?}");
     drop(daemon);
     s.cleanup();
 }

@@ -233,6 +233,7 @@ impl Engine {
             }
         };
         self.report_warnings(&plan);
+        self.health.lock().plan = Some(super::status::PlanSummary::from_plan(&plan));
         let started = Instant::now();
         let tunnel = self.tunnel.apply(plan.tunnel.as_ref());
         if let Err(e) = &tunnel {
@@ -254,9 +255,9 @@ impl Engine {
                 self.metrics.error("dataplane");
             }
         }
-        self.metrics
-            .apply_duration
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.metrics.apply_duration.observe(took.as_secs_f64());
+        self.health.lock().last_apply_duration = Some(took);
         self.update_peers(&plan);
         // The pods' routes are published even when the node's own apply failed: they only say
         // "remote prefixes go to the pod gateway with this MTU", which is right for the plan,
@@ -306,7 +307,12 @@ impl Engine {
         } else {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         }
-        self.health.lock().last_apply = Some(result);
+        {
+            let mut h = self.health.lock();
+            h.last_apply = Some(result);
+            h.last_apply_at = Some(SystemTime::now());
+            h.generation = self.published.as_ref().map(|p| p.state.generation);
+        }
         PassReport {
             ok,
             published,

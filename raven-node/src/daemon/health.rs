@@ -25,6 +25,14 @@ pub struct HealthState {
     pub expected_peers: Vec<String>,
     /// What the tunnel driver reported about them.
     pub peers: Vec<PeerStats>,
+    /// Summary of the last plan (for `/status`).
+    pub plan: Option<super::status::PlanSummary>,
+    /// How long the last tunnel and data-plane apply took.
+    pub last_apply_duration: Option<Duration>,
+    /// When the last pass finished.
+    pub last_apply_at: Option<SystemTime>,
+    /// Generation of the published node state.
+    pub generation: Option<u64>,
 }
 
 /// The state shared between the loop and the HTTP server.

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub struct Endpoints {
     pub health: Health,
     /// Longest loop silence that still counts as live.
     pub max_silence: Duration,
+    /// This node's name (for `/status`).
+    pub node: String,
+    /// raven-cni's data directory, whose pod records `/status` counts.
+    pub cni_data_dir: Option<PathBuf>,
 }
 
 /// One response.
@@ -72,9 +77,29 @@ impl Endpoints {
                 Ok(()) => Response::text(200, "ok\n".to_owned()),
                 Err(e) => Response::text(503, format!("{e}\n")),
             },
+            "/status" => {
+                let pods = self
+                    .cni_data_dir
+                    .as_deref()
+                    .and_then(super::status::count_records);
+                let live = self.health.live(self.max_silence);
+                let report = super::status::report(
+                    &self.node,
+                    &self.health.lock(),
+                    live,
+                    std::time::SystemTime::now(),
+                    pods,
+                );
+                Response {
+                    status: 200,
+                    content_type: "application/json",
+                    body: serde_json::to_string(&report)
+                        .expect("the status report serializes (plain fields)"),
+                }
+            }
             _ => Response::text(
                 404,
-                "not found; try /metrics, /healthz, /readyz\n".to_owned(),
+                "not found; try /metrics, /healthz, /readyz, /status\n".to_owned(),
             ),
         }
     }
@@ -187,6 +212,8 @@ mod tests {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 max_silence: Duration::from_secs(10),
+                node: "n1".to_owned(),
+                cni_data_dir: None,
             },
         )
         .unwrap();
@@ -210,6 +237,11 @@ mod tests {
             body.contains("raven_node_errors_total{kind=\"publish\"} 1"),
             "{body}"
         );
+        let (status, body) = get(addr, "/status");
+        assert_eq!(status, 200);
+        let report: super::super::status::StatusReport = serde_json::from_str(&body).unwrap();
+        assert_eq!(report.node, "n1");
+        assert!(report.healthy, "{body}");
         assert_eq!(get(addr, "/nope").0, 404);
         // Garbage and an oversized head get an answer, not a hang or a crash.
         let mut s = TcpStream::connect(addr).unwrap();
@@ -221,6 +253,8 @@ mod tests {
             metrics,
             health,
             max_silence: Duration::from_secs(1),
+            node: "n1".to_owned(),
+            cni_data_dir: None,
         };
         assert_eq!(e.respond("POST", "/metrics").status, 405);
     }

@@ -1,7 +1,8 @@
 //! The Kubernetes Gateway source (the default mode): a watch-backed cache of the cluster's
 //! v1beta1 Gateways feeding the same engine as the file source, plus the write-back of what the
-//! agent owns: its WireGuard public key in `config.publicKey` of its own tunnel endpoints in
-//! the Gateway spec (as upstream's agent does). Public IP discovery is not done here.
+//! agent owns in its own tunnel endpoints ([`super::writeback`]: the WireGuard public key, and
+//! the public IP while it is an active endpoint without one). A write-back that failed or could
+//! not find an address yet is retried every [`RETRY_EVERY`], not only on the next event.
 //!
 //! The watch runs on its own thread with a small tokio runtime and hands full snapshots to the
 //! synchronous main loop through a channel; the write-back decision is pure and unit-tested.
@@ -11,54 +12,34 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::ListParams;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
-use raven_api::gateway::EndpointType;
 use raven_api::gateway::defaults::default_gateway;
 use raven_api::gateway::v1beta1::Gateway;
-use raven_api::wellknown::CONFIG_PUBLIC_KEY;
-use serde_json::{Value, json};
+use raven_api::wellknown::{
+    LABEL_GATEWAY, LABEL_GATEWAY_ENDPOINTS, LABEL_GATEWAY_TYPE, WORKING_NAMESPACE,
+};
 
 use super::lease::{KubeAccess, client};
 use super::source::{Poll, Snapshot};
+use super::writeback::{self, IpSource};
 
-/// The merge patch that writes `key` into `config.publicKey` of `node`'s tunnel endpoints of
-/// `gw`, or `None` when they already carry it (no write when nothing changes).
-///
-/// A merge patch replaces lists whole, so the patch carries every endpoint as read, and the
-/// object's resourceVersion: if anyone changed the Gateway since, the API server answers 409
-/// and the next watch event recomputes the patch from the new object (no lost update).
-pub fn key_patch(gw: &Gateway, node: &str, key: &str) -> Option<Value> {
-    let mine = |e: &raven_api::gateway::v1beta1::Endpoint| {
-        e.node_name == node && e.type_ == EndpointType::Tunnel
-    };
-    let stale = gw
-        .spec
-        .endpoints
-        .iter()
-        .any(|e| mine(e) && e.config.get(CONFIG_PUBLIC_KEY).map(String::as_str) != Some(key));
-    if !stale {
-        return None;
-    }
-    let endpoints: Vec<_> = gw
-        .spec
-        .endpoints
-        .iter()
-        .cloned()
-        .map(|mut e| {
-            if mine(&e) {
-                e.config
-                    .insert(CONFIG_PUBLIC_KEY.to_owned(), key.to_owned());
-            }
-            e
-        })
-        .collect();
-    Some(json!({
-        "metadata": {"resourceVersion": gw.metadata.resource_version},
-        "spec": {"endpoints": endpoints},
-    }))
+/// Retry period of a pending write-back (failed patch, no address found yet).
+pub const RETRY_EVERY: Duration = Duration::from_secs(30);
+/// Time allowed to each public IP discovery URL.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What this agent writes back into its own Gateway endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Writeback {
+    /// The tunnel public key (`None`: the driver has none, e.g. IPsec).
+    pub public_key: Option<String>,
+    /// Public IP discovery URLs (`--public-ip-url`); empty: no HTTP discovery.
+    pub public_ip_urls: Vec<String>,
 }
 
 /// The Gateways as the engine wants them: defaulted like the file source's, sorted by name.
@@ -82,12 +63,8 @@ pub struct KubeWatcher {
 }
 
 impl KubeWatcher {
-    /// Starts the watch thread. `public_key`: what to write back (`None`: nothing).
-    pub fn spawn(
-        access: KubeAccess,
-        node: String,
-        public_key: Option<String>,
-    ) -> Result<Self, String> {
+    /// Starts the watch thread; `writeback`: what this agent owns in its Gateway endpoints.
+    pub fn spawn(access: KubeAccess, node: String, writeback: Writeback) -> Result<Self, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -95,7 +72,7 @@ impl KubeWatcher {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("raven-gateways".to_owned())
-            .spawn(move || rt.block_on(watch(access, node, public_key, tx)))
+            .spawn(move || rt.block_on(watch(access, node, writeback, tx)))
             .map_err(|e| format!("starting the watch thread: {e}"))?;
         Ok(Self { rx })
     }
@@ -128,7 +105,7 @@ impl KubeWatcher {
 async fn watch(
     access: KubeAccess,
     node: String,
-    public_key: Option<String>,
+    writeback: Writeback,
     tx: mpsc::Sender<Vec<Gateway>>,
 ) {
     let client = loop {
@@ -140,7 +117,8 @@ async fn watch(
             }
         }
     };
-    let api: Api<Gateway> = Api::all(client);
+    let api: Api<Gateway> = Api::all(client.clone());
+    let services: Api<Service> = Api::namespaced(client, WORKING_NAMESPACE);
     let (reader, writer) = reflector::store();
     let mut stream = watcher::watcher(api.clone(), watcher::Config::default())
         .default_backoff()
@@ -148,39 +126,123 @@ async fn watch(
         .reflect(writer)
         .boxed();
     let mut synced = false;
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(Event::Init | Event::InitApply(_)) => continue,
-            Ok(Event::InitDone) => synced = true,
-            Ok(Event::Apply(_) | Event::Delete(_)) => {}
-            Err(e) => {
+    let mut pending = false;
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            ev = stream.next() => match ev {
+                Some(ev) => Some(ev),
+                None => return,
+            },
+            _ = retry.tick() => None,
+        };
+        match event {
+            Some(Ok(Event::Init | Event::InitApply(_))) => continue,
+            Some(Ok(Event::InitDone)) => synced = true,
+            Some(Ok(Event::Apply(_) | Event::Delete(_))) => {}
+            Some(Err(e)) => {
                 tracing::warn!("Gateway watch error (retrying): {e}");
                 continue;
             }
+            // The retry tick: only worth a pass when something is pending.
+            None if !pending => continue,
+            None => {}
         }
         if !synced {
             continue;
         }
         let raw: Vec<Gateway> = reader.state().iter().map(|g| (**g).clone()).collect();
-        if tx.send(engine_view(&raw)).is_err() {
+        if event.is_some() && tx.send(engine_view(&raw)).is_err() {
             return;
         }
-        let Some(key) = &public_key else { continue };
+        pending = false;
         for gw in &raw {
-            let Some(patch) = key_patch(gw, &node, key) else {
-                continue;
-            };
-            let name = gw.metadata.name.clone().unwrap_or_default();
-            match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => tracing::info!(gateway = %name, "published the tunnel public key"),
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    tracing::debug!(gateway = %name, "Gateway changed meanwhile; will retry")
-                }
-                Err(e) => tracing::warn!(gateway = %name, "publishing the public key: {e}"),
+            if !write_back(&api, &services, gw, &node, &writeback).await {
+                pending = true;
             }
+        }
+    }
+}
+
+/// Writes what this agent owns into `gw` if it is missing; false when it should be retried.
+async fn write_back(
+    api: &Api<Gateway>,
+    services: &Api<Service>,
+    gw: &Gateway,
+    node: &str,
+    writeback: &Writeback,
+) -> bool {
+    let name = gw.metadata.name.clone().unwrap_or_default();
+    let mut complete = true;
+    let ip = match writeback::public_ip_wanted(gw, node) {
+        None => None,
+        Some(source) => match find_public_ip(services, &name, node, source, writeback).await {
+            Ok(ip) => Some(ip),
+            Err(e) => {
+                tracing::warn!(gateway = %name, "public IP of this active endpoint: {e}");
+                complete = false;
+                None
+            }
+        },
+    };
+    let Some(patch) = writeback::endpoint_patch(gw, node, writeback.public_key.as_deref(), ip)
+    else {
+        return complete;
+    };
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(gateway = %name, public_ip = ?ip, "wrote this node's endpoint fields");
+            complete
+        }
+        // The next watch event carries the newer object and recomputes the patch.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(gateway = %name, "Gateway changed meanwhile; will retry");
+            complete
+        }
+        Err(e) => {
+            tracing::warn!(gateway = %name, "writing this node's endpoint fields: {e}");
+            false
+        }
+    }
+}
+
+/// This node's public IP for `gateway`, from its LoadBalancer Service or the discovery URLs.
+async fn find_public_ip(
+    services: &Api<Service>,
+    gateway: &str,
+    node: &str,
+    source: IpSource,
+    writeback: &Writeback,
+) -> Result<std::net::IpAddr, String> {
+    match source {
+        IpSource::LoadBalancer => {
+            let selector = format!(
+                "{LABEL_GATEWAY}={gateway},{LABEL_GATEWAY_TYPE}=tunnel,{LABEL_GATEWAY_ENDPOINTS}={node}"
+            );
+            let list = services
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| format!("listing the tunnel LoadBalancer Service: {e}"))?;
+            list.items
+                .iter()
+                .find_map(writeback::load_balancer_ip)
+                .ok_or_else(|| {
+                    format!("the tunnel LoadBalancer Service ({selector}) has no ingress IP yet")
+                })
+        }
+        IpSource::Discovery => {
+            if writeback.public_ip_urls.is_empty() {
+                return Err(
+                    "publicIP is empty and no --public-ip-url is configured: set it \
+                     in the Gateway spec or configure discovery"
+                        .to_owned(),
+                );
+            }
+            super::public_ip::discover(&writeback.public_ip_urls, DISCOVERY_TIMEOUT).await
         }
     }
 }
@@ -188,19 +250,16 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raven_api::gateway::EndpointType;
     use raven_api::gateway::v1beta1::{Endpoint, GatewaySpec};
 
-    fn ep(node: &str, t: EndpointType, key: Option<&str>) -> Endpoint {
-        let mut e = Endpoint {
+    fn ep(node: &str, t: EndpointType) -> Endpoint {
+        Endpoint {
             node_name: node.into(),
             type_: t,
             port: 4500,
             ..Default::default()
-        };
-        if let Some(k) = key {
-            e.config.insert(CONFIG_PUBLIC_KEY.into(), k.into());
         }
-        e
     }
 
     fn gw(endpoints: Vec<Endpoint>) -> Gateway {
@@ -216,34 +275,8 @@ mod tests {
     }
 
     #[test]
-    fn patches_only_this_nodes_tunnel_endpoints_and_keeps_the_others() {
-        let g = gw(vec![
-            ep("n1", EndpointType::Tunnel, None),
-            ep("n1", EndpointType::Proxy, None),
-            ep("n2", EndpointType::Tunnel, Some("other")),
-        ]);
-        let p = key_patch(&g, "n1", "K").expect("a patch");
-        assert_eq!(p["metadata"]["resourceVersion"], "7");
-        let eps = p["spec"]["endpoints"].as_array().unwrap();
-        assert_eq!(eps.len(), 3);
-        assert_eq!(eps[0]["config"]["publicKey"], "K");
-        assert!(eps[1].get("config").is_none(), "{p}");
-        assert_eq!(eps[2]["config"]["publicKey"], "other");
-        assert_eq!(eps[2]["nodeName"], "n2");
-    }
-
-    #[test]
-    fn no_write_when_the_key_is_already_there_or_no_endpoint_is_ours() {
-        let g = gw(vec![ep("n1", EndpointType::Tunnel, Some("K"))]);
-        assert_eq!(key_patch(&g, "n1", "K"), None);
-        assert_eq!(key_patch(&g, "n9", "K"), None);
-        assert!(key_patch(&g, "n1", "NEW").is_some());
-        assert_eq!(key_patch(&gw(vec![]), "n1", "K"), None);
-    }
-
-    #[test]
     fn engine_view_is_sorted_and_defaulted() {
-        let mut b = gw(vec![ep("n1", EndpointType::Tunnel, None)]);
+        let mut b = gw(vec![ep("n1", EndpointType::Tunnel)]);
         b.metadata.name = Some("b".into());
         let mut a = b.clone();
         a.metadata.name = Some("a".into());

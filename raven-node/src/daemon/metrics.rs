@@ -29,7 +29,7 @@ pub struct Metrics {
     /// Netlink (or driver) operations sent, by kind as the data plane reports them.
     pub netlink_ops: Family<Labels, Counter>,
     /// Errors by kind: `gateway_file`, `gateway_dir`, `plan`, `tunnel`, `dataplane`,
-    /// `publish`, `refresh`.
+    /// `publish`, `refresh`, `cni_install`.
     pub errors: Family<Labels, Counter>,
     /// Current plan warnings by kind ([`crate::plan::PlanWarning::kind`]).
     pub plan_warnings: Family<Labels, Gauge>,

@@ -2,12 +2,14 @@
 //! state for `raven-cni` → per-pod route refresh, with metrics and health endpoints.
 //!
 //! - [`source`]: the standalone Gateway source (files in a directory, polled).
-//! - [`kube_source`]: the Kubernetes Gateway source (watch) and the public key write-back.
+//! - [`kube_source`]: the Kubernetes Gateway source (watch) and the endpoint write-back
+//!   ([`writeback`]: public key and public IP, [`public_ip`]: HTTP discovery).
 //! - [`engine`]: one reconcile pass, with the tunnel, data plane and node-state sink behind
 //!   traits so the pass is unit-tested with fakes.
 //! - [`publish`]: the real node-state sink (atomic file, persisted generation, pod refresh).
 //! - [`drivers`]: which data plane and tunnel driver this build runs.
 //! - [`metrics`], [`health`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`status`]: `/status` and the `raven-node status` report.
 //! - [`mtu`]: observing the underlay MTU.
 //! - [`lease`]: the per-node health Lease raven-controller's election reads.
 //! - [`run`]: the loop, signals, graceful stop and `cleanup`.
@@ -20,8 +22,11 @@ pub mod kube_source;
 pub mod lease;
 pub mod metrics;
 pub mod mtu;
+pub mod public_ip;
 pub mod publish;
 pub mod run;
 pub mod source;
+pub mod status;
+pub mod writeback;
 
 pub use run::{Config, RunError, SourceConfig, cleanup, run};

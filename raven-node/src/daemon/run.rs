@@ -19,7 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::engine::{Dataplane, Engine, NodeStateSink, Timing, Tunnel};
 use super::health::Health;
 use super::http::{self, Endpoints};
-use super::kube_source::KubeWatcher;
+use super::kube_source::{KubeWatcher, Writeback};
 use super::lease::{self, KubeAccess, LeaseTiming};
 use super::metrics::Metrics;
 use super::publish::FileSink;
@@ -59,6 +59,12 @@ pub struct Config {
     pub timing: Timing,
     /// How to reach the API server for the node Lease; `None`: no Lease.
     pub kube: Option<KubeAccess>,
+    /// Kubernetes mode: URLs asked for this node's public IP when it is an active endpoint
+    /// whose `publicIP` is empty (see [`super::public_ip`]); empty: never asked.
+    pub public_ip_urls: Vec<String>,
+    /// Keep `raven-cni` chained in the runtime's CNI configuration (re-install whenever the
+    /// directory changes); `None`: the daemon leaves the CNI configuration alone.
+    pub cni: Option<crate::cni_install::Settings>,
 }
 
 /// Why the daemon stopped with an error.
@@ -183,10 +189,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 max_silence,
+                node: config.node_name.clone(),
+                cni_data_dir: Some(config.cni_data_dir.clone()),
             },
         )
         .map_err(|e| RunError(format!("listening on {addr}: {e}")))?;
-        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz, /status");
     }
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
@@ -237,14 +245,25 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 "raven-node started (Kubernetes mode)"
             );
             Source::Kube(
-                KubeWatcher::spawn(access.clone(), config.node_name.clone(), key)
-                    .map_err(RunError)?,
+                KubeWatcher::spawn(
+                    access.clone(),
+                    config.node_name.clone(),
+                    Writeback {
+                        public_key: key,
+                        public_ip_urls: config.public_ip_urls.clone(),
+                    },
+                )
+                .map_err(RunError)?,
             )
         }
         (SourceConfig::Kubernetes, None) => {
             return Err(RunError("no API server configured".to_owned()));
         }
     };
+    let mut cni_watcher = config.cni.clone().map(|settings| {
+        tracing::info!(dir = %settings.conf_dir.display(), "keeping raven-cni chained in the CNI configuration");
+        crate::cni_install::watch::CniWatcher::new(settings)
+    });
     let mut gateways = Vec::new();
     let mut have_snapshot = false;
     let mut last_dir_error: Option<String> = None;
@@ -275,6 +294,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
             tracing::debug!(?report, "pass");
         } else {
             engine.poll_peers();
+        }
+        if let Some(w) = &mut cni_watcher
+            && let crate::cni_install::watch::Tick::Failed(_) = w.tick()
+        {
+            metrics.error("cni_install");
         }
         if let Err(e) = engine.republish_if_due(SystemTime::now()) {
             tracing::debug!("republish: {e}");
@@ -370,6 +394,8 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             timing: Timing::default(),
             kube: None,
+            public_ip_urls: Vec::new(),
+            cni: None,
         }
     }
 

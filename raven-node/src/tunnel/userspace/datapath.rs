@@ -19,13 +19,14 @@ use std::mem::{MaybeUninit, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::liveness::{self, Action};
+use super::strangers::Strangers;
 use super::table::{Entry, PeerTable, destination};
 use super::tun::Tun;
 
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     pub secret: StaticSecret,
     pub public: PublicKey,
     pub drops: Arc<Drops>,
+    /// Recent initiations from keys no peer has yet (answered when the peer is added).
+    pub strangers: Mutex<Strangers>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -93,14 +96,17 @@ impl Shared {
     pub fn send_to_peer(&self, entry: &Entry, packet: &[u8]) {
         let endpoint = *lock(&entry.state.endpoint);
         match endpoint {
-            Some(addr) => {
-                if self.socket.send_to(packet, addr).is_err() {
-                    self.drops.io_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            Some(addr) => self.send_to(packet, addr),
             None => {
                 self.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Sends one datagram to `addr`, counting a failure.
+    pub fn send_to(&self, packet: &[u8], addr: SocketAddr) {
+        if self.socket.send_to(packet, addr).is_err() {
+            self.drops.io_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -472,7 +478,13 @@ fn receive(
     let entry = match parsed {
         Ok(Packet::HandshakeInit(init)) => {
             match parse_handshake_anon(&shared.secret, &shared.public, &init) {
-                Ok(half) => table.by_key(&half.peer_static_public),
+                Ok(half) => {
+                    let known = table.by_key(&half.peer_static_public);
+                    if known.is_none() {
+                        lock(&shared.strangers).knock(half.peer_static_public, src, now);
+                    }
+                    known
+                }
                 Err(_) => None,
             }
         }
@@ -595,11 +607,15 @@ pub(crate) fn timers(shared: Arc<Shared>) {
                 {
                     let len = packet.len();
                     drop(tunn);
-                    tracing::info!(
-                        gateway = %entry.config.gateway,
-                        expired,
-                        "no answer from the peer: forcing a new handshake"
-                    );
+                    if live.first_contact() {
+                        tracing::debug!(gateway = %entry.config.gateway, "first contact: retrying the handshake");
+                    } else {
+                        tracing::info!(
+                            gateway = %entry.config.gateway,
+                            expired,
+                            "no answer from the peer: forcing a new handshake"
+                        );
+                    }
                     shared.send_to_peer(entry, &out[..len]);
                 }
             }

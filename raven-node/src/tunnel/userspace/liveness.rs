@@ -15,6 +15,11 @@
 //! - once boringtun gave up on a handshake (REKEY_ATTEMPT_TIME), a keepalive peer keeps
 //!   retrying every keepalive interval, as kernel WireGuard's keepalive timer does.
 //!
+//! - a peer that never answered yet (first contact: just configured, e.g. after a gateway
+//!   failover) is retried quickly with doubling gaps from [`FIRST_RETRY_MS`] during the first
+//!   REKEY_TIMEOUT, instead of once after 5 s: its first initiation often arrives before the
+//!   far side has configured us (both learn of the change at about the same time) and is lost.
+//!
 //! The state is a handful of atomics (milliseconds since a process epoch, 0 = never), so the
 //! packet threads update it without locking or allocating. [`decide`] is pure.
 
@@ -26,6 +31,8 @@ use std::time::Instant;
 pub(crate) const DEAD_AFTER_MS: u64 = 15_000;
 /// REKEY_TIMEOUT: never force handshakes closer together than this.
 pub(crate) const REKEY_TIMEOUT_MS: u64 = 5_000;
+/// First-contact retry: the first gap; later gaps double (250, 250, 500, 1000, 2000 ms).
+pub(crate) const FIRST_RETRY_MS: u64 = 250;
 /// Least interval between keepalives sent back to a probing peer.
 pub(crate) const ECHO_EVERY_MS: u64 = 5_000;
 
@@ -47,6 +54,8 @@ pub(crate) struct Liveness {
     forced: AtomicU64,
     /// Last keepalive sent back to a probing peer.
     echoed: AtomicU64,
+    /// When the peer was configured (0 = unknown: no first-contact retries).
+    born: AtomicU64,
 }
 
 /// What the timer thread should do for a peer this tick.
@@ -65,6 +74,8 @@ pub(crate) struct Snapshot {
     pub received: u64,
     pub probe: u64,
     pub forced: u64,
+    /// When the peer was configured (0 = unknown).
+    pub born: u64,
     /// Persistent keepalive interval in ms, if this side keeps the path open.
     pub keepalive_ms: Option<u64>,
     /// boringtun gave up handshaking (REKEY_ATTEMPT_TIME) and sends nothing any more.
@@ -73,6 +84,16 @@ pub(crate) struct Snapshot {
 
 /// Pure decision: force a handshake or wait.
 pub(crate) fn decide(s: Snapshot) -> Action {
+    if s.born != 0 && s.received == 0 && s.now.saturating_sub(s.born) < REKEY_TIMEOUT_MS {
+        // First contact: doubling gaps, whatever the keepalive setting.
+        let last = s.forced.max(s.born);
+        let gap = FIRST_RETRY_MS.max(last - s.born);
+        return if s.now.saturating_sub(last) >= gap {
+            Action::Handshake
+        } else {
+            Action::Wait
+        };
+    }
     let Some(keepalive_ms) = s.keepalive_ms else {
         // The side without keepalive cannot probe: its peer may be idle on purpose.
         return Action::Wait;
@@ -88,6 +109,18 @@ pub(crate) fn decide(s: Snapshot) -> Action {
 }
 
 impl Liveness {
+    /// Timers of a peer configured at `now` (first-contact retries start from here).
+    pub fn born_at(now: u64) -> Self {
+        let l = Self::default();
+        l.born.store(now, Ordering::Relaxed);
+        l
+    }
+
+    /// Whether the peer never sent anything authenticated yet.
+    pub fn first_contact(&self) -> bool {
+        self.received.load(Ordering::Relaxed) == 0
+    }
+
     /// An authenticated packet arrived from the peer.
     pub fn received(&self, now: u64) {
         self.received.store(now, Ordering::Relaxed);
@@ -124,6 +157,7 @@ impl Liveness {
             received: self.received.load(Ordering::Relaxed),
             probe: self.probe.load(Ordering::Relaxed),
             forced: self.forced.load(Ordering::Relaxed),
+            born: self.born.load(Ordering::Relaxed),
             keepalive_ms,
             expired,
         }
@@ -140,9 +174,41 @@ mod tests {
             received,
             probe,
             forced,
+            born: 0,
             keepalive_ms: Some(5_000),
             expired: false,
         }
+    }
+
+    #[test]
+    fn first_contact_retries_double_then_stop() {
+        let first = |now: u64, forced: u64| Snapshot {
+            born: 1_000,
+            keepalive_ms: None,
+            ..snap(now, 0, 0, forced)
+        };
+        let due: Vec<u64> = {
+            // Simulate the 250 ms timer tick from the moment the peer was configured.
+            let mut forced = 0;
+            let mut sent = Vec::new();
+            for now in (1_000..12_000).step_by(250) {
+                if decide(first(now, forced)) == Action::Handshake {
+                    forced = now;
+                    sent.push(now - 1_000);
+                }
+            }
+            sent
+        };
+        assert_eq!(due, vec![250, 500, 1_000, 2_000, 4_000]);
+        let answered = Snapshot {
+            received: 1_100,
+            ..first(1_250, 0)
+        };
+        assert_eq!(
+            decide(answered),
+            Action::Wait,
+            "a peer that answered is not retried"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod datapath;
 mod liveness;
+mod strangers;
 pub mod table;
 pub mod tun;
 
@@ -144,6 +145,7 @@ impl UserspaceWireGuard {
             secret: self.key.secret().clone(),
             public: *self.key.public(),
             drops: Arc::clone(&self.drops),
+            strangers: Mutex::new(strangers::Strangers::default()),
         });
         let mut running = Running {
             tun,
@@ -216,7 +218,7 @@ impl UserspaceWireGuard {
                         index,
                         keepalive: want.keepalive,
                         configured_endpoint: Mutex::new(want.endpoint),
-                        liveness: Liveness::default(),
+                        liveness: Liveness::born_at(liveness::now_ms()),
                     });
                     if old.by_key(&want.public_key).is_some() {
                         report.peers_updated.push(want.gateway.clone());
@@ -346,17 +348,26 @@ impl TunnelDriver for UserspaceWireGuard {
         }
         // Handshake right away with new peers we know how to reach, instead of waiting for the
         // first packet or keepalive: the NATed side opens its mapping, a restarted side
-        // replaces the sessions its peers still hold.
+        // replaces the sessions its peers still hold. A peer that knocked moments ago (its
+        // initiation arrived before we knew it, see `strangers`) is answered where it knocked
+        // from: that address is proven reachable, even behind NAT.
         let mut buf = vec![0u8; 256];
-        for entry in table.peers.iter().filter(|e| {
-            fresh.iter().any(|f| Arc::ptr_eq(f, &e.state)) && e.config.endpoint.is_some()
-        }) {
+        let now = liveness::now_ms();
+        for entry in table
+            .peers
+            .iter()
+            .filter(|e| fresh.iter().any(|f| Arc::ptr_eq(f, &e.state)))
+        {
+            let knocked = lock(&running.shared.strangers).take(&entry.config.public_key, now);
+            let Some(target) = knocked.or(*lock(&entry.state.endpoint)) else {
+                continue;
+            };
             let mut tunn = lock(&entry.state.tunn);
             if let TunnResult::WriteToNetwork(p) = tunn.format_handshake_initiation(&mut buf, false)
             {
                 let len = p.len();
                 drop(tunn);
-                running.shared.send_to_peer(entry, &buf[..len]);
+                running.shared.send_to(&buf[..len], target);
             }
         }
         Ok(report)
