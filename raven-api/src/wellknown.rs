@@ -195,6 +195,33 @@ pub const DEFAULT_AGENT_METRICS_PORT: u16 = 10265;
 pub const DEFAULT_PROXY_METRICS_PORT: u16 = 10266;
 
 // ---------------------------------------------------------------------------------------------
+// Proxy certificates (ours, not upstream): CSR signers and subjects
+// ---------------------------------------------------------------------------------------------
+
+/// CSR `signerName` of proxy client (edge tunnel agent) certificates, approved and signed by
+/// raven-controller. Usages exactly `digital signature` + `client auth`.
+pub const SIGNER_PROXY_CLIENT: &str = "raven.openyurt.io/proxy-client";
+/// CSR `signerName` of proxy server (cloud tunnel/front server) certificates. Usages exactly
+/// `digital signature` + `server auth`.
+pub const SIGNER_PROXY_SERVER: &str = "raven.openyurt.io/proxy-server";
+/// Subject common name prefix of proxy client certificates: `raven-proxy-client:<node>`; the
+/// only subject attribute. The proxy server takes the node identity from it.
+pub const PROXY_CLIENT_CN_PREFIX: &str = "raven-proxy-client:";
+/// Subject common name prefix of proxy server certificates: `raven-proxy-server:<node>`.
+pub const PROXY_SERVER_CN_PREFIX: &str = "raven-proxy-server:";
+/// Extra key (user info of a pod-bound ServiceAccount token, copied into CSR `spec.extra`)
+/// naming the requesting pod; binds a raven-node request to the node the pod runs on.
+pub const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
+/// Extra key with the requesting pod's UID (checked against the pod found by name).
+pub const EXTRA_POD_UID: &str = "authentication.kubernetes.io/pod-uid";
+
+/// The node a proxy certificate common name names (`None` for another prefix or an empty
+/// node).
+pub fn node_of_proxy_common_name<'a>(cn: &'a str, prefix: &str) -> Option<&'a str> {
+    cn.strip_prefix(prefix).filter(|n| !n.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Events
 // ---------------------------------------------------------------------------------------------
 

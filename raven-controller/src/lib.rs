@@ -14,7 +14,12 @@
 //!
 //! [`runtime`] is the kube-rs side: watch caches, leader election and the reconcile passes
 //! that apply these plans.
+//!
+//! [`webhook`] serves the Gateway admission and conversion webhooks on every replica, with a
+//! certificate it manages itself; [`csr`] approves and signs the proxy certificates of Raven's
+//! signers.
 
+pub mod csr;
 pub mod dns;
 pub mod domains;
 pub mod election;
@@ -22,3 +27,4 @@ pub mod model;
 pub mod runtime;
 pub mod services;
 pub mod triggers;
+pub mod webhook;

@@ -13,9 +13,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use raven_api::gateway::ExposeType;
 use raven_api::wellknown::WORKING_NAMESPACE;
+use raven_controller::csr::{self, CsrSettings};
 use raven_controller::domains::{DEFAULT_CANDIDATE_LABEL, DEFAULT_CLOUD_GATEWAY, DomainConfig};
 use raven_controller::election::LeasePolicy;
 use raven_controller::runtime::{self, Settings, leader::LeaderConfig};
+use raven_controller::webhook::{self, WebhookSettings};
 
 /// Raven controller: network domains, Gateways and gateway election.
 #[derive(Debug, Parser)]
@@ -115,6 +117,41 @@ struct RunArgs {
     /// Do not look for OpenYurt's NodePool CRD.
     #[arg(long, env = "RAVEN_NO_NODEPOOLS")]
     no_nodepools: bool,
+    /// Do not serve the Gateway admission and conversion webhooks.
+    #[arg(long, env = "RAVEN_NO_WEBHOOKS")]
+    no_webhooks: bool,
+    /// Listen address of the webhook server (the webhook Service's targetPort).
+    #[arg(
+        long,
+        env = "RAVEN_WEBHOOK_BIND_ADDRESS",
+        default_value = "0.0.0.0:9443"
+    )]
+    webhook_bind_address: std::net::SocketAddr,
+    /// Secret (in kube-system) holding the webhook CA and serving certificate.
+    #[arg(long, env = "RAVEN_WEBHOOK_SECRET", default_value = webhook::DEFAULT_SECRET)]
+    webhook_secret: String,
+    /// Service (in kube-system) through which the API server reaches the webhooks.
+    #[arg(long, env = "RAVEN_WEBHOOK_SERVICE", default_value = raven_api::wellknown::CONVERSION_WEBHOOK_SERVICE)]
+    webhook_service: String,
+    /// Name of the Validating- and MutatingWebhookConfiguration that get the CA bundle.
+    #[arg(long, env = "RAVEN_WEBHOOK_CONFIGURATION", default_value = webhook::DEFAULT_CONFIGURATION)]
+    webhook_configuration: String,
+    /// Seconds between re-reads of the webhook Secret and CA bundle checks.
+    #[arg(long, env = "RAVEN_WEBHOOK_RECHECK_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_recheck_seconds: u64,
+    /// Do not approve and sign CSRs of the Raven proxy signers.
+    #[arg(long, env = "RAVEN_NO_CSR_SIGNER")]
+    no_csr_signer: bool,
+    /// Secret (in kube-system) holding the proxy CA.
+    #[arg(long, env = "RAVEN_PROXY_CA_SECRET", default_value = csr::DEFAULT_CA_SECRET)]
+    proxy_ca_secret: String,
+    /// User name of raven-node's ServiceAccount (its pod-bound tokens may request proxy
+    /// certificates for the node their pod runs on).
+    #[arg(long, env = "RAVEN_NODE_USER", default_value = csr::DEFAULT_RAVEN_NODE_USER)]
+    raven_node_user: String,
+    /// Lifetime of issued proxy certificates, in hours.
+    #[arg(long, env = "RAVEN_PROXY_CERT_HOURS", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..))]
+    proxy_cert_hours: u64,
 }
 
 fn identity(given: Option<String>) -> String {
@@ -123,6 +160,29 @@ fn identity(given: Option<String>) -> String {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
         format!("{host}-{}", std::process::id())
+    })
+}
+
+fn webhook_settings(a: &RunArgs) -> Option<WebhookSettings> {
+    (!a.no_webhooks).then(|| WebhookSettings {
+        bind: a.webhook_bind_address,
+        namespace: WORKING_NAMESPACE.to_owned(),
+        secret: a.webhook_secret.clone(),
+        service: a.webhook_service.clone(),
+        configuration: a.webhook_configuration.clone(),
+        crd: raven_api::wellknown::GATEWAY_CRD_NAME.to_owned(),
+        policy: webhook::certs::Policy::default(),
+        recheck: Duration::from_secs(a.webhook_recheck_seconds),
+    })
+}
+
+fn csr_settings(a: &RunArgs) -> Option<CsrSettings> {
+    (!a.no_csr_signer).then(|| CsrSettings {
+        namespace: WORKING_NAMESPACE.to_owned(),
+        ca_secret: a.proxy_ca_secret.clone(),
+        raven_node_user: a.raven_node_user.clone(),
+        validity: Duration::from_secs(a.proxy_cert_hours.saturating_mul(3600)),
+        ca_validity: Duration::from_secs(3650 * 86_400),
     })
 }
 
@@ -203,6 +263,8 @@ fn main() -> ExitCode {
         }
     };
     let kubeconfig = args.kubeconfig.clone();
+    let webhooks = webhook_settings(&args);
+    let signer = csr_settings(&args);
     let settings = settings(args);
     rt.block_on(async move {
         let client = match client(kubeconfig.as_ref()).await {
@@ -212,6 +274,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(w) = webhooks {
+            // Every replica serves the webhooks, leader or not.
+            tokio::spawn(webhook::run(client.clone(), w));
+        }
+        if let Some(c) = signer {
+            // Every replica approves and signs; conflicting writes lose with a 409.
+            tokio::spawn(csr::run(client.clone(), c));
+        }
         tokio::select! {
             r = runtime::run(client, settings) => match r {
                 Ok(()) => ExitCode::SUCCESS,

@@ -174,6 +174,16 @@ impl KubeApiServer {
     /// Starts etcd and kube-apiserver with the admin user plus `users`, and waits for
     /// `/readyz`.
     pub fn start_with_users(users: &[TestUser]) -> Result<KubeApiServer, KubeError> {
+        Self::start_with_args(users, &[])
+    }
+
+    /// Like [`start_with_users`](Self::start_with_users), with extra kube-apiserver flags
+    /// (e.g. `--enable-aggregator-routing=true`, which makes webhook Services resolve through
+    /// their Endpoints instead of a ClusterIP that nothing routes without kube-proxy).
+    pub fn start_with_args(
+        users: &[TestUser],
+        extra_args: &[&str],
+    ) -> Result<KubeApiServer, KubeError> {
         let apiserver_bin = find_apiserver()?;
         let etcd_bin = find_etcd()?;
         let started = Instant::now();
@@ -261,6 +271,7 @@ impl KubeApiServer {
             // Dual-stack is alpha in 1.20: without the gate, spec.podCIDRs keeps one entry.
             .arg("--feature-gates=IPv6DualStack=true")
             .arg("--v=1")
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(api_log)
             .spawn()

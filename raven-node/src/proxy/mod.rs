@@ -10,6 +10,8 @@
 //!   request (`Host: <node>:<port>`, `?nodeName=`), strips internal headers and relays the
 //!   request, chunked responses and upgraded connections over a stream from the [`Dialer`].
 
+pub mod auth_kube;
+pub mod certs_kube;
 pub mod front;
 pub mod tunnel;
 

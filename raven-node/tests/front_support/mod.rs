@@ -37,7 +37,7 @@ pub type Leaf = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 /// A test CA.
 pub struct Ca {
     cert: rcgen::Certificate,
-    key: KeyPair,
+    issuer: rcgen::Issuer<'static, KeyPair>,
 }
 
 impl Ca {
@@ -51,7 +51,8 @@ impl Ca {
         ];
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        Self { cert, key }
+        let issuer = rcgen::Issuer::new(params, key);
+        Self { cert, issuer }
     }
 
     pub fn der(&self) -> CertificateDer<'static> {
@@ -85,7 +86,7 @@ impl Ca {
                 .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         (
             vec![cert.der().clone()],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),

@@ -1,0 +1,596 @@
+//! The approval policy for Raven's proxy certificate signers, pure and table-tested.
+//!
+//! A request of [`SIGNER_PROXY_CLIENT`] or [`SIGNER_PROXY_SERVER`] is approved only when all of
+//! this holds; otherwise it is denied with a reason, never left pending:
+//! - the PKCS#10 request parses and its self-signature verifies;
+//! - its subject is exactly one common name, `raven-proxy-client:<node>` (client) or
+//!   `raven-proxy-server:<node>` (server), and `<node>` exists;
+//! - the requester is bound to that node: either the node itself (`system:node:<node>` in
+//!   group `system:nodes`, e.g. kubelet credentials), or the raven-node ServiceAccount with a
+//!   pod-bound token (`spec.extra` names the pod) whose pod runs on `<node>`. A raven-node
+//!   token without a pod binding is refused: every node shares that ServiceAccount, so the
+//!   account alone proves nothing about the node;
+//! - `spec.usages` is exactly `digital signature` + `client auth` (client) or `digital
+//!   signature` + `server auth` (server);
+//! - the only requested extension is subjectAltName: none for a client; for a server, DNS
+//!   names limited to `<node>` and IP addresses limited to the node's own addresses and the
+//!   public IPs of its Gateway endpoints (what edge clients dial).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use raven_api::wellknown::{
+    PROXY_CLIENT_CN_PREFIX, PROXY_SERVER_CN_PREFIX, SIGNER_PROXY_CLIENT, SIGNER_PROXY_SERVER,
+    node_of_proxy_common_name,
+};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+
+/// Which of our signers a request names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Proxy client certificate.
+    Client,
+    /// Proxy server certificate.
+    Server,
+}
+
+impl Kind {
+    /// Our signer by name, `None` for any other signer (not ours: left alone).
+    pub fn of_signer(signer: &str) -> Option<Kind> {
+        match signer {
+            SIGNER_PROXY_CLIENT => Some(Kind::Client),
+            SIGNER_PROXY_SERVER => Some(Kind::Server),
+            _ => None,
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Client => PROXY_CLIENT_CN_PREFIX,
+            Kind::Server => PROXY_SERVER_CN_PREFIX,
+        }
+    }
+
+    /// The exact `spec.usages` set.
+    pub fn usages(self) -> [&'static str; 2] {
+        match self {
+            Kind::Client => ["digital signature", "client auth"],
+            Kind::Server => ["digital signature", "server auth"],
+        }
+    }
+}
+
+/// A denial: the CSR condition's reason (CamelCase) and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// Condition message.
+    pub message: String,
+}
+
+fn deny(reason: &'static str, message: impl Into<String>) -> Denial {
+    Denial {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// What the PKCS#10 request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    /// The subject common name.
+    pub common_name: String,
+    /// The node it names.
+    pub node: String,
+    /// Requested DNS subject alternative names.
+    pub dns_names: Vec<String>,
+    /// Requested IP subject alternative names.
+    pub ips: Vec<IpAddr>,
+}
+
+/// Parses and checks the request's form (signature, subject, extensions) for `kind`.
+pub fn parse(kind: Kind, request_pem: &[u8]) -> Result<Parsed, Denial> {
+    let der = x509_parser::pem::parse_x509_pem(request_pem)
+        .map_err(|e| deny("BadRequest", format!("spec.request is not PEM: {e}")))?
+        .1;
+    if der.label != "CERTIFICATE REQUEST" {
+        return Err(deny(
+            "BadRequest",
+            format!("spec.request holds a {:?} block", der.label),
+        ));
+    }
+    let (_, csr) = X509CertificationRequest::from_der(&der.contents)
+        .map_err(|e| deny("BadRequest", format!("not a PKCS#10 request: {e}")))?;
+    csr.verify_signature()
+        .map_err(|_| deny("BadRequest", "the request's signature does not verify"))?;
+    let subject = &csr.certification_request_info.subject;
+    let attrs: Vec<_> = subject.iter_attributes().collect();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if attrs.len() != 1 || cn.is_empty() {
+        return Err(deny(
+            "BadSubject",
+            format!(
+                "the subject must be exactly CN={}<node>, got {subject}",
+                kind.prefix()
+            ),
+        ));
+    }
+    let node = node_of_proxy_common_name(&cn, kind.prefix())
+        .ok_or_else(|| {
+            deny(
+                "BadSubject",
+                format!("CN {cn:?} does not start with {:?}", kind.prefix()),
+            )
+        })?
+        .to_owned();
+    let mut dns_names = Vec::new();
+    let mut ips = Vec::new();
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        match ext {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => dns_names.push((*d).to_owned()),
+                        GeneralName::IPAddress(b) => match ip_of(b) {
+                            Some(ip) => ips.push(ip),
+                            None => return Err(deny("BadSubjectAltNames", "malformed IP SAN")),
+                        },
+                        other => {
+                            return Err(deny(
+                                "BadSubjectAltNames",
+                                format!("subject alternative name {other} is not allowed"),
+                            ));
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(deny(
+                    "BadExtensions",
+                    format!("requested extension {other:?} is not allowed; only subjectAltName"),
+                ));
+            }
+        }
+    }
+    if kind == Kind::Client && !(dns_names.is_empty() && ips.is_empty()) {
+        return Err(deny(
+            "BadSubjectAltNames",
+            "a proxy client certificate carries no subject alternative names",
+        ));
+    }
+    Ok(Parsed {
+        common_name: cn,
+        node,
+        dns_names,
+        ips,
+    })
+}
+
+fn ip_of(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// Who asked (`spec.username`, `spec.groups`) and, for the raven-node ServiceAccount, the node
+/// of the pod its token is bound to (resolved by the runtime; `None` when unbound or unknown).
+#[derive(Clone, Debug, Default)]
+pub struct Requester {
+    /// `spec.username`.
+    pub username: String,
+    /// `spec.groups`.
+    pub groups: Vec<String>,
+    /// Node of the requesting pod, when the token is pod-bound and the pod was found.
+    pub pod_node: Option<String>,
+}
+
+/// Facts about the named node (from the API).
+#[derive(Clone, Debug, Default)]
+pub struct NodeFacts {
+    /// The Node object exists.
+    pub exists: bool,
+    /// Its status addresses and the public IPs of its Gateway endpoints.
+    pub allowed_ips: BTreeSet<IpAddr>,
+}
+
+/// Approve (`Ok`) or deny a parsed request. `raven_node_user` is the raven-node
+/// ServiceAccount's user name.
+pub fn decide(
+    kind: Kind,
+    parsed: &Parsed,
+    usages: &[String],
+    requester: &Requester,
+    raven_node_user: &str,
+    node: &NodeFacts,
+) -> Result<(), Denial> {
+    let requester_node = if let Some(n) = requester.username.strip_prefix("system:node:") {
+        if !requester.groups.iter().any(|g| g == "system:nodes") {
+            return Err(deny(
+                "UnknownRequester",
+                format!("{} is not in group system:nodes", requester.username),
+            ));
+        }
+        n.to_owned()
+    } else if requester.username == raven_node_user {
+        requester.pod_node.clone().ok_or_else(|| {
+            deny(
+                "RequesterNotBound",
+                "the raven-node token is not bound to a pod on a node (use a projected, \
+                 pod-bound ServiceAccount token)",
+            )
+        })?
+    } else {
+        return Err(deny(
+            "UnknownRequester",
+            format!(
+                "{} may not request Raven proxy certificates",
+                requester.username
+            ),
+        ));
+    };
+    if requester_node != parsed.node {
+        return Err(deny(
+            "NodeMismatch",
+            format!(
+                "requested by node {requester_node:?} for node {:?}",
+                parsed.node
+            ),
+        ));
+    }
+    let want: BTreeSet<&str> = kind.usages().into_iter().collect();
+    let got: BTreeSet<&str> = usages.iter().map(String::as_str).collect();
+    if got != want || got.len() != usages.len() {
+        return Err(deny(
+            "BadUsages",
+            format!("usages must be exactly {want:?}, got {usages:?}"),
+        ));
+    }
+    if !node.exists {
+        return Err(deny(
+            "UnknownNode",
+            format!("node {:?} does not exist", parsed.node),
+        ));
+    }
+    if let Some(d) = parsed.dns_names.iter().find(|d| **d != parsed.node) {
+        return Err(deny(
+            "BadSubjectAltNames",
+            format!("DNS name {d:?} is not the node name"),
+        ));
+    }
+    if let Some(ip) = parsed.ips.iter().find(|ip| !node.allowed_ips.contains(ip)) {
+        return Err(deny(
+            "BadSubjectAltNames",
+            format!(
+                "IP {ip} is neither an address of node {:?} nor a public IP of its Gateway endpoints",
+                parsed.node
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+    use super::*;
+
+    const SA: &str = "system:serviceaccount:kube-system:raven-node";
+
+    fn csr(cn: &str, extra_dn: bool, sans: Vec<SanType>) -> Vec<u8> {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if extra_dn {
+            p.distinguished_name
+                .push(DnType::OrganizationName, "system:masters");
+        }
+        p.subject_alt_names = sans;
+        p.serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem")
+            .into_bytes()
+    }
+
+    fn node_user(n: &str) -> Requester {
+        Requester {
+            username: format!("system:node:{n}"),
+            groups: vec!["system:nodes".into(), "system:authenticated".into()],
+            pod_node: None,
+        }
+    }
+
+    fn facts() -> NodeFacts {
+        NodeFacts {
+            exists: true,
+            allowed_ips: ["10.0.0.1".parse().expect("ip")].into_iter().collect(),
+        }
+    }
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parse_table() {
+        let ip = |s: &str| SanType::IpAddress(s.parse().expect("ip"));
+        let dns = |s: &str| SanType::DnsName(s.try_into().expect("dns"));
+        type Case<'a> = (&'a str, Kind, Vec<u8>, Result<&'a str, &'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "client ok",
+                Kind::Client,
+                csr("raven-proxy-client:a", false, vec![]),
+                Ok("a"),
+            ),
+            (
+                "server ok",
+                Kind::Server,
+                csr(
+                    "raven-proxy-server:a",
+                    false,
+                    vec![dns("a"), ip("10.0.0.1")],
+                ),
+                Ok("a"),
+            ),
+            (
+                "wrong prefix",
+                Kind::Client,
+                csr("raven-proxy-server:a", false, vec![]),
+                Err("BadSubject"),
+            ),
+            (
+                "empty node",
+                Kind::Client,
+                csr("raven-proxy-client:", false, vec![]),
+                Err("BadSubject"),
+            ),
+            (
+                "extra O",
+                Kind::Client,
+                csr("raven-proxy-client:a", true, vec![]),
+                Err("BadSubject"),
+            ),
+            (
+                "client with SAN",
+                Kind::Client,
+                csr("raven-proxy-client:a", false, vec![dns("a")]),
+                Err("BadSubjectAltNames"),
+            ),
+            (
+                "server with URI SAN",
+                Kind::Server,
+                csr(
+                    "raven-proxy-server:a",
+                    false,
+                    vec![SanType::URI("https://x".try_into().expect("uri"))],
+                ),
+                Err("BadSubjectAltNames"),
+            ),
+            (
+                "garbage",
+                Kind::Client,
+                b"hello".to_vec(),
+                Err("BadRequest"),
+            ),
+            (
+                "a certificate instead",
+                Kind::Client,
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
+                Err("BadRequest"),
+            ),
+        ];
+        for (case, kind, pem, want) in cases {
+            match (parse(kind, &pem), want) {
+                (Ok(p), Ok(node)) => assert_eq!(p.node, node, "{case}"),
+                (Err(d), Err(reason)) => assert_eq!(d.reason, reason, "{case}: {d:?}"),
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tampered_request_fails_signature() {
+        let pem = String::from_utf8(csr("raven-proxy-client:a", false, vec![])).expect("utf8");
+        // Flip one base64 character in the middle of the body.
+        let mut chars: Vec<char> = pem.chars().collect();
+        let i = chars.len() / 2;
+        chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+        let bad: String = chars.into_iter().collect();
+        let d = parse(Kind::Client, bad.as_bytes()).expect_err("tampered");
+        assert_eq!(d.reason, "BadRequest");
+    }
+
+    #[test]
+    fn decide_table() {
+        let client = parse(Kind::Client, &csr("raven-proxy-client:a", false, vec![])).expect("ok");
+        let server = parse(
+            Kind::Server,
+            &csr(
+                "raven-proxy-server:a",
+                false,
+                vec![SanType::IpAddress("10.0.0.1".parse().expect("ip"))],
+            ),
+        )
+        .expect("ok");
+        let server_foreign_ip = parse(
+            Kind::Server,
+            &csr(
+                "raven-proxy-server:a",
+                false,
+                vec![SanType::IpAddress("8.8.8.8".parse().expect("ip"))],
+            ),
+        )
+        .expect("ok");
+        let cu = strs(&["client auth", "digital signature"]);
+        let su = strs(&["digital signature", "server auth"]);
+        let sa = |pod_node: Option<&str>| Requester {
+            username: SA.into(),
+            groups: vec!["system:serviceaccounts".into()],
+            pod_node: pod_node.map(String::from),
+        };
+        type Case<'a> = (
+            &'a str,
+            Kind,
+            &'a Parsed,
+            Vec<String>,
+            Requester,
+            NodeFacts,
+            Result<(), &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "node A for A",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                node_user("a"),
+                facts(),
+                Ok(()),
+            ),
+            (
+                "node B for A",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                node_user("b"),
+                facts(),
+                Err("NodeMismatch"),
+            ),
+            (
+                "node name without group",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                Requester {
+                    groups: vec![],
+                    ..node_user("a")
+                },
+                facts(),
+                Err("UnknownRequester"),
+            ),
+            (
+                "stranger",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                Requester {
+                    username: "alice".into(),
+                    ..Default::default()
+                },
+                facts(),
+                Err("UnknownRequester"),
+            ),
+            (
+                "raven-node pod on A",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                sa(Some("a")),
+                facts(),
+                Ok(()),
+            ),
+            (
+                "raven-node pod on B",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                sa(Some("b")),
+                facts(),
+                Err("NodeMismatch"),
+            ),
+            (
+                "raven-node unbound token",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                sa(None),
+                facts(),
+                Err("RequesterNotBound"),
+            ),
+            (
+                "server usages on client",
+                Kind::Client,
+                &client,
+                su.clone(),
+                node_user("a"),
+                facts(),
+                Err("BadUsages"),
+            ),
+            (
+                "extra usage",
+                Kind::Client,
+                &client,
+                strs(&["digital signature", "client auth", "server auth"]),
+                node_user("a"),
+                facts(),
+                Err("BadUsages"),
+            ),
+            (
+                "duplicated usage",
+                Kind::Client,
+                &client,
+                strs(&["digital signature", "client auth", "client auth"]),
+                node_user("a"),
+                facts(),
+                Err("BadUsages"),
+            ),
+            (
+                "missing usage",
+                Kind::Client,
+                &client,
+                strs(&["client auth"]),
+                node_user("a"),
+                facts(),
+                Err("BadUsages"),
+            ),
+            (
+                "unknown node",
+                Kind::Client,
+                &client,
+                cu.clone(),
+                node_user("a"),
+                NodeFacts::default(),
+                Err("UnknownNode"),
+            ),
+            (
+                "server with own IP",
+                Kind::Server,
+                &server,
+                su.clone(),
+                node_user("a"),
+                facts(),
+                Ok(()),
+            ),
+            (
+                "server with foreign IP",
+                Kind::Server,
+                &server_foreign_ip,
+                su.clone(),
+                node_user("a"),
+                facts(),
+                Err("BadSubjectAltNames"),
+            ),
+        ];
+        for (case, kind, parsed, usages, req, node, want) in cases {
+            let got = decide(kind, parsed, &usages, &req, SA, &node);
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(d), Err(reason)) => assert_eq!(d.reason, reason, "{case}: {d:?}"),
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Proxy certificates through the CSR API on a real kube-apiserver 1.20.2: raven-node's
+//! helper (`raven_node::proxy::certs_kube`) requests, raven-controller (the binary, as its
+//! ServiceAccount with the RBAC from `deploy/rbac`) approves and signs.
+//!
+//! Requesters: nodes as `system:node:<name>` in `system:nodes` (token-file users, the RBAC of
+//! `deploy/rbac/node` bound to that group by the test), and the raven-node ServiceAccount with
+//! real pod-bound tokens from the TokenRequest API (the production path).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
+use raven_tests::kube::{ControllerProcess, KubeApiServer, TestUser, wait_for};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn node_user(n: &str) -> TestUser {
+    TestUser {
+        name: format!("system:node:{n}"),
+        token: format!("token-{n}"),
+        groups: vec!["system:nodes".into()],
+    }
+}
+
+struct Cluster {
+    api: KubeApiServer,
+    controller: ControllerProcess,
+}
+
+fn setup() -> Cluster {
+    let ctl_user = TestUser {
+        name: "system:serviceaccount:kube-system:raven-controller".into(),
+        token: "raven-controller-token".into(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            "system:serviceaccounts:kube-system".into(),
+        ],
+    };
+    let api = KubeApiServer::start_with_users(&[
+        ctl_user.clone(),
+        node_user("node-a"),
+        node_user("node-b"),
+    ])
+    .unwrap_or_else(|e| panic!("cannot start the test API server: {e}"));
+    api.apply_dir(&repo().join("deploy/rbac"))
+        .expect("controller RBAC");
+    api.apply_dir(&repo().join("deploy/rbac/node"))
+        .expect("node RBAC");
+    // Node identities get raven-node's ClusterRole (CSR create/get) like its ServiceAccount.
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "raven-node-test-nodes"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "raven-node"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]});
+    api.admin(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        Some(&crb.to_string()),
+    )
+    .expect("binding");
+    for (n, ip) in [("node-a", "10.0.0.1"), ("node-b", "10.0.0.2")] {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}});
+        api.admin("POST", "/api/v1/nodes", Some(&node.to_string()))
+            .expect("node");
+        let st = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+        api.admin(
+            "PATCH",
+            &format!("/api/v1/nodes/{n}/status"),
+            Some(&st.to_string()),
+        )
+        .expect("node status");
+    }
+    let kc = api
+        .kubeconfig("raven-controller", &ctl_user.token)
+        .expect("kubeconfig");
+    let controller = ControllerProcess::start(
+        &kc,
+        api.dir().join("controller.log"),
+        &["--no-nodepools", "--no-webhooks", "--proxy-cert-hours", "1"],
+    )
+    .expect("start raven-controller");
+    Cluster { api, controller }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn client(api: &KubeApiServer, name: &str, token: &str) -> kube::Client {
+    let path = api.kubeconfig(name, token).expect("kubeconfig");
+    let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+fn cfg(node: &str, kind: CertKind, dir: &Path) -> KubeCertConfig {
+    let mut c = KubeCertConfig::new(node, kind, dir);
+    c.wait_timeout = T;
+    c
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The pair file's certificate verifies against the CA file, for client or server auth.
+fn assert_verifies(c: &KubeCertConfig, purpose: &str) -> String {
+    let pair = c.pair_path().to_string_lossy().into_owned();
+    let ca = c.ca_path().to_string_lossy().into_owned();
+    let out = openssl(&["verify", "-purpose", purpose, "-CAfile", &ca, &pair]);
+    assert!(out.contains(": OK"), "{out}");
+    openssl(&[
+        "x509",
+        "-in",
+        &pair,
+        "-noout",
+        "-subject",
+        "-ext",
+        "subjectAltName,extendedKeyUsage",
+    ])
+}
+
+fn refused_reason(r: Result<certs_kube::Issued, CertError>) -> String {
+    match r {
+        Err(CertError::Refused { kind, reason, .. }) => {
+            assert_eq!(kind, "Denied");
+            reason
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn node_certificates_signed_for_own_node_denied_otherwise() {
+    let c = setup();
+    let dir = tempfile::tempdir().expect("tmp");
+    let rt = rt();
+    rt.block_on(async {
+        let a = client(&c.api, "node-a", "token-node-a").await;
+        let b = client(&c.api, "node-b", "token-node-b").await;
+
+        // Node A for node A: signed, files verify, client usage only.
+        let ca_cfg = cfg("node-a", CertKind::Client, &dir.path().join("a"));
+        let issued = certs_kube::ensure(&a, &ca_cfg)
+            .await
+            .unwrap_or_else(|e| panic!("node-a client cert: {e}\n{}", c.controller.log_text()));
+        let text = assert_verifies(&ca_cfg, "sslclient");
+        assert!(text.contains("CN = raven-proxy-client:node-a"), "{text}");
+        assert!(text.contains("TLS Web Client Authentication"), "{text}");
+        assert!(!text.contains("Server Authentication"), "{text}");
+        assert!(
+            issued.not_after - issued.not_before <= 3600 + 300,
+            "{issued:?}"
+        );
+        // A second ensure reuses the files (no new CSR).
+        let again = certs_kube::ensure(&a, &ca_cfg).await.expect("reuse");
+        assert_eq!(again.serial, issued.serial);
+
+        // Server certificate with the node's own address.
+        let mut srv = cfg("node-a", CertKind::Server, &dir.path().join("a"));
+        srv.dns_names = vec!["node-a".into()];
+        srv.ips = vec!["10.0.0.1".parse().expect("ip")];
+        certs_kube::ensure(&a, &srv)
+            .await
+            .unwrap_or_else(|e| panic!("node-a server cert: {e}"));
+        let text = assert_verifies(&srv, "sslserver");
+        assert!(text.contains("IP Address:10.0.0.1"), "{text}");
+        // ... but not with another node's address.
+        let mut srv_b_ip = srv.clone();
+        srv_b_ip.dir = dir.path().join("a2");
+        srv_b_ip.ips = vec!["10.0.0.2".parse().expect("ip")];
+        assert_eq!(
+            refused_reason(certs_kube::request_once(&a, &srv_b_ip).await),
+            "BadSubjectAltNames"
+        );
+
+        // Node B asking for node A: denied with a reason, nothing written.
+        let stolen = cfg("node-a", CertKind::Client, &dir.path().join("b"));
+        let err = certs_kube::request_once(&b, &stolen).await;
+        let msg = format!("{err:?}");
+        assert_eq!(refused_reason(err), "NodeMismatch");
+        assert!(msg.contains("node-b") && msg.contains("node-a"), "{msg}");
+        assert!(!stolen.pair_path().exists());
+    });
+
+    // Wrong usages (client auth + server auth) from node A for node A: denied.
+    let key = dir.path().join("k.pem");
+    let req = dir.path().join("r.pem");
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=raven-proxy-client:node-a",
+        "-keyout",
+        &key.to_string_lossy(),
+        "-out",
+        &req.to_string_lossy(),
+    ]);
+    let b64 = {
+        let out = Command::new("base64")
+            .arg("-w0")
+            .arg(&req)
+            .output()
+            .expect("base64");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let post = |name: &str, signer: &str, usages: Value| {
+        let body = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": name},
+            "spec": {"request": b64, "signerName": signer, "usages": usages}});
+        let r = c
+            .api
+            .request("token-node-a", "POST", CSRS, Some(&body.to_string()))
+            .expect("POST CSR");
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    post(
+        "wrong-usages",
+        "raven.openyurt.io/proxy-client",
+        json!(["digital signature", "client auth", "server auth"]),
+    );
+    let (cond, _) = wait_for(T, "wrong-usages denied", || {
+        let v = c
+            .api
+            .get_json(&format!("{CSRS}/wrong-usages"))
+            .map_err(|e| e.to_string())?
+            .unwrap_or(Value::Null);
+        let conds = v["status"]["conditions"].clone();
+        match conds.as_array().and_then(|a| a.first()) {
+            Some(cond) => Ok(Some(cond.clone())),
+            None => Err(v["status"].to_string()),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cond["type"], "Denied", "{cond}");
+    assert_eq!(cond["reason"], "BadUsages", "{cond}");
+
+    // A CSR of a foreign signer is never touched.
+    post(
+        "foreign",
+        "example.com/other",
+        json!(["digital signature", "client auth"]),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let v = c
+        .api
+        .get_json(&format!("{CSRS}/foreign"))
+        .expect("GET")
+        .expect("exists");
+    assert!(v["status"].get("conditions").is_none(), "{}", v["status"]);
+}
+
+/// The production path: raven-node's ServiceAccount with pod-bound tokens from the
+/// TokenRequest API. A pod on node-a gets node-a's certificate; a pod on node-b asking for
+/// node-a is denied; a token bound to no pod is refused.
+#[test]
+fn pod_bound_service_account_tokens_bind_to_the_pod_node() {
+    let c = setup();
+    let mut tokens = Vec::new();
+    for (pod, node) in [("raven-node-a", "node-a"), ("raven-node-b", "node-b")] {
+        let p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "namespace": "kube-system"},
+            "spec": {"nodeName": node, "serviceAccountName": "raven-node",
+                "automountServiceAccountToken": false,
+                "containers": [{"name": "raven-node", "image": "raven-node:test"}]}});
+        let created = c
+            .api
+            .admin(
+                "POST",
+                "/api/v1/namespaces/kube-system/pods",
+                Some(&p.to_string()),
+            )
+            .expect("pod")
+            .json()
+            .expect("pod json");
+        let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600, "boundObjectRef": {"kind": "Pod",
+                "apiVersion": "v1", "name": pod, "uid": created["metadata"]["uid"]}}});
+        let token = c
+            .api
+            .admin(
+                "POST",
+                "/api/v1/namespaces/kube-system/serviceaccounts/raven-node/token",
+                Some(&tr.to_string()),
+            )
+            .expect("TokenRequest")
+            .json()
+            .expect("token json")["status"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        tokens.push(token);
+    }
+    let unbound = {
+        let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}});
+        c.api
+            .admin(
+                "POST",
+                "/api/v1/namespaces/kube-system/serviceaccounts/raven-node/token",
+                Some(&tr.to_string()),
+            )
+            .expect("TokenRequest")
+            .json()
+            .expect("json")["status"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    rt().block_on(async {
+        let pod_a = client(&c.api, "pod-a", &tokens[0]).await;
+        let pod_b = client(&c.api, "pod-b", &tokens[1]).await;
+        let free = client(&c.api, "unbound", &unbound).await;
+        let a = cfg("node-a", CertKind::Client, &dir.path().join("a"));
+        certs_kube::ensure(&pod_a, &a)
+            .await
+            .unwrap_or_else(|e| panic!("pod on node-a: {e}\n{}", c.controller.log_text()));
+        let text = assert_verifies(&a, "sslclient");
+        assert!(text.contains("raven-proxy-client:node-a"), "{text}");
+        let stolen = cfg("node-a", CertKind::Client, &dir.path().join("b"));
+        assert_eq!(
+            refused_reason(certs_kube::request_once(&pod_b, &stolen).await),
+            "NodeMismatch"
+        );
+        assert_eq!(
+            refused_reason(certs_kube::request_once(&free, &stolen).await),
+            "RequesterNotBound"
+        );
+    });
+}
+
+/// `run` renews before expiry without a restart: with a renewal point a few seconds into the
+/// certificate's life, the file holds a new certificate (new serial, still valid) each time.
+#[test]
+fn certificates_renew_in_place() {
+    let c = setup();
+    let dir = tempfile::tempdir().expect("tmp");
+    let rt = rt();
+    let client = rt.block_on(client(&c.api, "node-a", "token-node-a"));
+    let mut cfg = cfg("node-a", CertKind::Client, dir.path());
+    // Lifetime is 3600 s + 300 s back-dating: renew ~4 s after issuance.
+    cfg.renew_fraction = 304.0 / 3900.0;
+    let updates = Arc::new(AtomicUsize::new(0));
+    let seen = updates.clone();
+    let task = rt.spawn(certs_kube::run(client, cfg.clone(), move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    }));
+    let mut serials = Vec::new();
+    wait_for(
+        Duration::from_secs(40),
+        "three certificates in place",
+        || {
+            if let Some(cur) = certs_kube::current(&cfg)
+                && serials.last() != Some(&cur.serial)
+            {
+                serials.push(cur.serial);
+            }
+            // The callback runs right after the file is written: wait for both.
+            if serials.len() >= 3 && updates.load(Ordering::SeqCst) >= 3 {
+                Ok(Some(()))
+            } else {
+                Err(format!("{serials:?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_verifies(&cfg, "sslclient");
+    task.abort();
+}
