@@ -7,8 +7,8 @@
 //! write is logged and retried by the next pass (level-triggered), it never aborts the pass.
 //!
 //! Order (cold start at 10k nodes is bound by the API server's write rate, so what agents wait
-//! for goes first): Gateway creates chained with their first status write, spec updates and
-//! status writes of existing Gateways; Services/Endpoints; the DNS ConfigMap; node labels
+//! for goes first): Gateway creates, spec updates and problem annotations; then status
+//! writes, including the first status of the Gateways just created; Services/Endpoints; the DNS ConfigMap; node labels
 //! (planned membership is what the election reads, so it does not wait for them); Gateway
 //! deletes; Events (one per Gateway and reason).
 
@@ -393,10 +393,11 @@ pub async fn run_pass(ctx: &Context, stores: &Stores) -> PassOutcome {
     };
 
     // 1. Gateways and their status, first: "every Gateway elected" is what agents wait for.
-    // A new Gateway is created and its status patched in one chained write (the status
-    // subresource ignores status on create), so it is elected in the pass that creates it.
+    // A new Gateway is elected in the pass that creates it: its first status (the status
+    // subresource ignores status on create) is written right after the creates.
     // Writes are kept as data and turned into futures lazily (see [`GatewayWrite`]).
     let mut gateway_writes: Vec<GatewayWrite> = Vec::new();
+    let mut status_writes: Vec<GatewayWrite> = Vec::new();
     let mut deletes = Vec::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     let mut gateways_after: Vec<Gateway> = Vec::new();
@@ -415,8 +416,13 @@ pub async fn run_pass(ctx: &Context, stores: &Stores) -> PassOutcome {
                 gateways_after.push(after);
                 gateway_writes.push(GatewayWrite::Create {
                     gateway: gw.clone(),
-                    status,
                 });
+                if let Some(status) = status {
+                    status_writes.push(GatewayWrite::FirstStatus {
+                        name: gw.name().to_owned(),
+                        patch: serde_json::json!({ "status": status }),
+                    });
+                }
                 // Transition events of a new Gateway are published once its status is written
                 // (next pass would see no transition: the status is then stored).
                 let r = gateway_ref(&gateways_after[gateways_after.len() - 1]);
@@ -489,7 +495,7 @@ pub async fn run_pass(ctx: &Context, stores: &Stores) -> PassOutcome {
             for t in election::transition_events(&e.transitions) {
                 events.push((gateway_ref(gw), t.warning, t.reason.to_owned(), t.message));
             }
-            gateway_writes.push(GatewayWrite::Status {
+            status_writes.push(GatewayWrite::Status {
                 name: gw.name().to_owned(),
                 patch: serde_json::json!({"status": status_json(&e.status)}),
             });
@@ -498,33 +504,70 @@ pub async fn run_pass(ctx: &Context, stores: &Stores) -> PassOutcome {
         after.status = Some(e.status);
         gateways_after.push(after);
     }
-    let writes = gateway_writes.into_iter().map(|w| {
-        let (api, mp, failed) = (gw_api.clone(), mp.clone(), not_created.clone());
+    // Objects first, then status: a status write needs its Gateway to exist. (Chaining each
+    // create with its status write measured 66 writes/s against 180–220/s for separate bursts
+    // of creates and of status patches under the same load; see BENCHMARKS.md.)
+    let failed = not_created.clone();
+    let gateway_write = |w: GatewayWrite| {
+        let (api, mp, failed) = (gw_api.clone(), mp.clone(), failed.clone());
         Box::pin(async move {
-            match w {
-                GatewayWrite::Create { gateway, status } => {
-                    let r = create_and_elect(&api, &gateway, &mp, status).await;
-                    if !matches!(r, Ok(true))
-                        && let Ok(mut f) = failed.lock()
-                    {
-                        f.insert(gateway.name().to_owned());
-                    }
-                    r.map(|_| ())
+            let (name, r) = match w {
+                GatewayWrite::Create { gateway } => {
+                    let r = match api.create(&PostParams::default(), &*gateway).await {
+                        Ok(_) => Ok(()),
+                        // Our cache was behind: the next pass elects it from what is stored.
+                        Err(kube::Error::Api(s)) if s.code == 409 => Err(None),
+                        Err(e) => Err(Some(err_str(e))),
+                    };
+                    (Some(gateway.name().to_owned()), r)
                 }
-                GatewayWrite::Patch { name, patch } => api
-                    .patch(&name, &mp, &Patch::Merge(&patch))
-                    .await
-                    .map(|_| ())
-                    .map_err(err_str),
-                GatewayWrite::Status { name, patch } => api
-                    .patch_status(&name, &mp, &Patch::Merge(&patch))
-                    .await
-                    .map(|_| ())
-                    .map_err(err_str),
+                GatewayWrite::FirstStatus { name, patch } => {
+                    let r = api.patch_status(&name, &mp, &Patch::Merge(&patch)).await;
+                    (Some(name), r.map(|_| ()).map_err(|e| Some(err_str(e))))
+                }
+                GatewayWrite::Patch { name, patch } => {
+                    let r = api.patch(&name, &mp, &Patch::Merge(&patch)).await;
+                    (None, r.map(|_| ()).map_err(|e| Some(err_str(e))))
+                }
+                GatewayWrite::Status { name, patch } => {
+                    let r = api.patch_status(&name, &mp, &Patch::Merge(&patch)).await;
+                    (None, r.map(|_| ()).map_err(|e| Some(err_str(e))))
+                }
+            };
+            if let (Some(n), Err(_)) = (name, &r)
+                && let Ok(mut f) = failed.lock()
+            {
+                f.insert(n);
+            }
+            match r {
+                Ok(()) | Err(None) => Ok(()),
+                Err(Some(e)) => Err(e),
             }
         }) as Write
-    });
-    run_writes(ctx, "gateways and status", writes, &mut out).await;
+    };
+    run_writes(
+        ctx,
+        "gateways",
+        gateway_writes.into_iter().map(gateway_write),
+        &mut out,
+    )
+    .await;
+    let created_or_old = |w: &GatewayWrite| match w {
+        GatewayWrite::FirstStatus { name, .. } => not_created
+            .lock()
+            .map(|f| !f.contains(name))
+            .unwrap_or(true),
+        _ => true,
+    };
+    let status_writes: Vec<GatewayWrite> =
+        status_writes.into_iter().filter(created_or_old).collect();
+    run_writes(
+        ctx,
+        "gateway status",
+        status_writes.into_iter().map(gateway_write),
+        &mut out,
+    )
+    .await;
     if let Ok(failed) = not_created.lock()
         && !failed.is_empty()
     {
@@ -672,10 +715,12 @@ pub async fn run_pass(ctx: &Context, stores: &Stores) -> PassOutcome {
 /// A Gateway write as data: a boxed request future is kilobytes, so at cold start (1 000
 /// Gateways) the futures are made only as concurrency slots free up.
 enum GatewayWrite {
-    /// Create, then write the first status (if any).
-    Create {
-        gateway: Box<Gateway>,
-        status: Option<serde_json::Value>,
+    /// Create a new Gateway.
+    Create { gateway: Box<Gateway> },
+    /// The first status of a Gateway created in this pass (skipped if the create failed).
+    FirstStatus {
+        name: String,
+        patch: serde_json::Value,
     },
     /// Merge patch of the object (spec or metadata).
     Patch {
@@ -687,28 +732,6 @@ enum GatewayWrite {
         name: String,
         patch: serde_json::Value,
     },
-}
-
-/// Creates a new Gateway and writes its first status. `Ok(false)`: it already existed (our
-/// cache was behind; the next pass elects it from what is stored).
-async fn create_and_elect(
-    api: &Api<Gateway>,
-    gw: &Gateway,
-    mp: &PatchParams,
-    status: Option<serde_json::Value>,
-) -> Result<bool, String> {
-    match api.create(&PostParams::default(), gw).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
-        Err(e) => return Err(err_str(e)),
-    }
-    if let Some(status) = status {
-        let patch = serde_json::json!({ "status": status });
-        api.patch_status(gw.name(), mp, &Patch::Merge(&patch))
-            .await
-            .map_err(err_str)?;
-    }
-    Ok(true)
 }
 
 /// Remembers when the health Leases of `e`'s seat holders expire (the loop wakes then).
