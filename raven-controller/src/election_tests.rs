@@ -693,6 +693,53 @@ fn transition_events_table() {
     }
 }
 
+#[test]
+fn transition_events_merge_per_reason() {
+    let el = |n: &str, t: EndpointType| Transition::Elected {
+        node: n.into(),
+        endpoint_type: t,
+    };
+    let lost = Transition::LostSeat {
+        node: "c".into(),
+        endpoint_type: P,
+        reason: SeatLoss::NotReady,
+    };
+    let ev = |reason, warning, message: &str| TransitionEvent {
+        reason,
+        warning,
+        message: message.into(),
+    };
+    let cases: Vec<(Vec<Transition>, Vec<TransitionEvent>)> = vec![
+        (vec![], vec![]),
+        (
+            vec![el("a", P), el("a", T)],
+            vec![ev(
+                "ActiveEndpointElected",
+                false,
+                "proxy endpoint on node a elected active; tunnel endpoint on node a elected active",
+            )],
+        ),
+        (
+            vec![lost.clone(), el("b", T)],
+            vec![
+                ev(
+                    "ActiveEndpointLost",
+                    true,
+                    "proxy endpoint on node c is no longer active: node is not Ready",
+                ),
+                ev(
+                    "ActiveEndpointElected",
+                    false,
+                    "tunnel endpoint on node b elected active",
+                ),
+            ],
+        ),
+    ];
+    for (input, want) in cases {
+        assert_eq!(transition_events(&input), want, "{input:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Properties.
 // ---------------------------------------------------------------------------------------------

@@ -579,9 +579,18 @@ pub fn find_controller() -> Result<PathBuf, KubeError> {
 impl ControllerProcess {
     /// Starts `raven-controller run --kubeconfig <kubeconfig> <args>`.
     pub fn start(kubeconfig: &Path, log: PathBuf, args: &[&str]) -> Result<Self, KubeError> {
-        let bin = find_controller()?;
+        Self::start_bin(&find_controller()?, kubeconfig, log, args)
+    }
+
+    /// Starts the given `raven-controller` binary (e.g. the release build, for benchmarks).
+    pub fn start_bin(
+        bin: &Path,
+        kubeconfig: &Path,
+        log: PathBuf,
+        args: &[&str],
+    ) -> Result<Self, KubeError> {
         let file = fs::File::create(&log).map_err(|e| err(format!("log file: {e}")))?;
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -619,11 +628,20 @@ impl ControllerProcess {
 
     /// Resident set size in KiB (from /proc), while running.
     pub fn rss_kib(&self) -> Option<u64> {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    /// Peak resident set size in KiB (`VmHWM` from /proc), while running.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    fn proc_status_kib(&self, key: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     }

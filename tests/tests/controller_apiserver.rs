@@ -448,6 +448,18 @@ fn controller_domains_services_dns_and_restart() {
         vec![&("gw-user".to_string(), "InvalidGateway".to_string())],
         "exactly one report for the bad Gateway"
     );
+    let (note, _) = wait_for(T, "problems annotation on gw-user", || {
+        let g = get(&api, &format!("{GW}/gw-user")).unwrap_or(Value::Null);
+        match g["metadata"]["annotations"]["raven.openyurt.io/problems"].as_str() {
+            Some(n) => Ok(Some(n.to_string())),
+            None => Err(format!("{}", g["metadata"])),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        note.contains("\"bogus\"") && note.contains("garbage"),
+        "both defects named: {note}"
+    );
     let user = get(&api, &format!("{GW}/gw-user")).expect("gw-user");
     assert_eq!(
         user["status"]["nodes"][0]["subnets"],
@@ -525,6 +537,34 @@ fn controller_domains_services_dns_and_restart() {
     assert_eq!(before.len(), after.len());
     assert_eq!(events(&api).len(), events_before, "restart emitted events");
     assert!(c2.log_text().contains("writes=0"), "{}", c2.log_text());
+
+    // The user fixes gw-user: the problems annotation goes, and no new report is made.
+    api.admin(
+        "PATCH",
+        &format!("{GW}/gw-user"),
+        Some(
+            &json!({"metadata": {"annotations": {"raven.openyurt.io/extra-allowed-source-cidrs": "10.0.0.0/8"}},
+                "spec": {"endpoints": [{"nodeName": "user-1", "type": "tunnel", "port": 4500}]}})
+            .to_string(),
+        ),
+    )
+    .expect("fix gw-user");
+    wait_for(T, "problems annotation removed", || {
+        let g = get(&api, &format!("{GW}/gw-user")).unwrap_or(Value::Null);
+        if g["metadata"]["annotations"]["raven.openyurt.io/problems"].is_null()
+            && g["status"]["nodes"][0]["subnets"] == json!(["10.244.41.0/24", "10.0.0.0/8"])
+        {
+            Ok(Some(()))
+        } else {
+            Err(format!("{}", g["metadata"]))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bad = events(&api)
+        .into_iter()
+        .filter(|(_, r)| r == "InvalidGateway")
+        .count();
+    assert_eq!(bad, 1, "fixing a Gateway is not reported as a defect");
 }
 
 /// RFC 3339 with microseconds, UTC, for `secs_from_now` from now.

@@ -9,6 +9,7 @@
 pub mod leader;
 pub mod observe;
 pub mod pass;
+pub mod report;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,10 +80,35 @@ fn any_seat_expired(
     })
 }
 
+/// Hands memory freed by a pass back to the kernel. glibc keeps freed heap pages mapped, so
+/// the transient copies of a 10k-node cold-start pass would otherwise stay resident for good.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: glibc's malloc_trim takes no pointers and locks each arena itself; it is safe to
+    // call at any time from any thread.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+/// Other allocators return memory on their own.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
 /// Runs the controller until leadership is lost or a fatal error.
 pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let trigger = Arc::new(Notify::new());
-    let stores = observe::start(&client, trigger.clone());
+    let node_labels = [
+        settings.domains.pool_label.clone(),
+        settings.domains.candidate_label.clone(),
+        raven_api::wellknown::LABEL_GATEWAY.to_owned(),
+    ]
+    .into_iter()
+    .collect();
+    let stores = observe::start(&client, trigger.clone(), node_labels);
     let (tx, mut leading) = watch::channel(false);
     let lease_api: Api<Lease> = Api::namespaced(client.clone(), &settings.leader.namespace);
     let leader_task = tokio::spawn(leader::run(lease_api, settings.leader.clone(), tx));
@@ -168,6 +194,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
             warn!("some writes failed; retrying soon");
             trigger.notify_one();
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if outcome.writes > 0 {
+            release_freed_memory();
         }
         seats = outcome.seat_leases;
         if resync_due {

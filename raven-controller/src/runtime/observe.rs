@@ -62,8 +62,8 @@ pub async fn nodepools_served(client: &Client) -> bool {
 /// The caches every pass reads.
 #[derive(Clone)]
 pub struct Stores {
-    /// All Nodes.
-    pub nodes: Store<Node>,
+    /// All Nodes, reduced to what planning reads.
+    pub nodes: NodeCache,
     /// All Gateways (v1beta1).
     pub gateways: Store<Gateway>,
     /// Leases in the working namespace.
@@ -122,57 +122,136 @@ fn trim_meta<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
-/// Keeps of a Node only what [`NodeView::from_node`] reads (name, labels, Ready, addresses,
-/// pod CIDRs) plus the resourceVersion: images, node info and the other conditions of 10k
-/// Nodes would otherwise be most of the controller's memory.
-fn trim_node(n: &mut Node) {
-    let meta = &mut n.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.owner_references = None;
-    if let Some(spec) = n.spec.as_mut() {
-        spec.taints = None;
-        spec.config_source = None;
-        spec.provider_id = None;
+/// The node cache: every Node reduced to a [`NodeView`] with only the labels planning reads.
+///
+/// Memory at 10k nodes: a reflector store would keep every Node object (and the relevance
+/// filter a second copy as views); this keeps one small view per node. Shared by the watch
+/// task (writer) and the passes (readers, which copy the views out under a short read lock).
+#[derive(Clone, Debug)]
+pub struct NodeCache {
+    state: Arc<std::sync::RwLock<NodeState>>,
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+impl NodeCache {
+    /// All nodes, by name order.
+    pub fn views(&self) -> Vec<NodeView> {
+        self.state
+            .read()
+            .map(|s| s.nodes.values().cloned().collect())
+            .unwrap_or_default()
     }
-    if let Some(st) = n.status.as_mut() {
-        st.images = None;
-        st.node_info = None;
-        st.volumes_attached = None;
-        st.volumes_in_use = None;
-        st.capacity = None;
-        st.allocatable = None;
-        st.daemon_endpoints = None;
-        st.config = None;
-        st.features = None;
-        st.runtime_handlers = None;
-        if let Some(c) = st.conditions.as_mut() {
-            c.retain(|c| c.type_ == "Ready");
-            for c in c.iter_mut() {
-                c.message = None;
-                c.last_heartbeat_time = None;
+
+    /// Waits until the first full list has been applied.
+    pub async fn wait_until_ready(&self) -> Result<(), String> {
+        let mut rx = self.ready.clone();
+        rx.wait_for(|r| *r)
+            .await
+            .map(|_| ())
+            .map_err(|_| "node watch stopped before its first list".to_owned())
+    }
+}
+
+/// The cached nodes and the list in progress. Pure state machine over watch events, so the
+/// relist semantics are table-tested.
+#[derive(Debug, Default)]
+pub struct NodeState {
+    /// Label keys kept in each view (pool, candidate and gateway labels); others are dropped.
+    keep_labels: std::collections::BTreeSet<String>,
+    /// Current views by name.
+    nodes: BTreeMap<String, NodeView>,
+    /// Views of a (re)list in progress; swapped in at its end.
+    listing: Option<BTreeMap<String, NodeView>>,
+    /// A full list has been applied.
+    ready: bool,
+}
+
+impl NodeState {
+    /// An empty cache keeping the labels `keep_labels`.
+    pub fn new(keep_labels: std::collections::BTreeSet<String>) -> NodeState {
+        NodeState {
+            keep_labels,
+            ..Default::default()
+        }
+    }
+
+    fn view(&self, n: &Node) -> NodeView {
+        let mut v = NodeView::from_node(n);
+        v.labels.retain(|k, _| self.keep_labels.contains(k));
+        v
+    }
+
+    /// Applies one watch event; returns whether it could change a plan (a pass is due).
+    /// Heartbeats and changes of fields no planner reads return false.
+    pub fn apply(&mut self, e: &Event<Node>) -> bool {
+        match e {
+            Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
             }
+            Event::InitApply(n) => {
+                let v = self.view(n);
+                self.listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(v.name.clone(), v);
+                false
+            }
+            Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                let changed = listed != self.nodes || !self.ready;
+                self.nodes = listed;
+                self.ready = true;
+                changed
+            }
+            Event::Apply(n) => {
+                let v = self.view(n);
+                let name = v.name.clone();
+                self.nodes.insert(name, v.clone()) != Some(v)
+            }
+            Event::Delete(n) => self
+                .nodes
+                .remove(n.metadata.name.as_deref().unwrap_or_default())
+                .is_some(),
         }
     }
 }
 
-/// Filter for Nodes: changes of what [`NodeView`] holds.
-fn node_filter() -> impl FnMut(&Event<Node>) -> bool + Send + 'static {
-    let mut seen: BTreeMap<String, NodeView> = BTreeMap::new();
-    move |e| match e {
-        Event::Apply(n) | Event::InitApply(n) => {
-            let v = NodeView::from_node(n);
-            let changed = seen.get(&v.name) != Some(&v);
-            seen.insert(v.name.clone(), v);
-            changed && matches!(e, Event::Apply(_))
+/// Starts the Node watch feeding a [`NodeCache`].
+fn spawn_nodes(
+    client: &Client,
+    keep_labels: std::collections::BTreeSet<String>,
+    trigger: Arc<Notify>,
+) -> NodeCache {
+    let state = Arc::new(std::sync::RwLock::new(NodeState::new(keep_labels)));
+    let (tx, ready) = tokio::sync::watch::channel(false);
+    let cache = NodeCache {
+        state: state.clone(),
+        ready,
+    };
+    let api = Api::<Node>::all(client.clone());
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(e) => {
+                    let (relevant, is_ready) = match state.write() {
+                        Ok(mut s) => (s.apply(&e), s.ready),
+                        Err(_) => (false, false),
+                    };
+                    if is_ready {
+                        tx.send_if_modified(|r| !std::mem::replace(r, true));
+                    }
+                    if relevant {
+                        trigger.notify_one();
+                    }
+                }
+                Err(e) => warn!(kind = "Node", error = %e, "watch error (retrying)"),
+            }
         }
-        Event::Delete(n) => {
-            seen.remove(n.metadata.name.as_deref().unwrap_or_default());
-            true
-        }
-        Event::Init => false,
-        Event::InitDone => true,
-    }
+    });
+    cache
 }
 
 /// Filter for Leases: a `raven-node-*` Lease appearing, disappearing or changing liveness,
@@ -227,19 +306,16 @@ fn ours_filter<K: Resource>(
 }
 
 /// Starts every reflector and returns the caches. `trigger` is woken for relevant changes.
-pub fn start(client: &Client, trigger: Arc<Notify>) -> Stores {
+/// `node_labels` are the Node label keys planning reads (the rest are not cached).
+pub fn start(
+    client: &Client,
+    trigger: Arc<Notify>,
+    node_labels: std::collections::BTreeSet<String>,
+) -> Stores {
     let ns = WORKING_NAMESPACE;
     let cfg = watcher::Config::default;
 
-    let (nodes, w) = reflector::store();
-    spawn_reflector(
-        Api::<Node>::all(client.clone()),
-        cfg(),
-        w,
-        trigger.clone(),
-        trim_node,
-        node_filter(),
-    );
+    let nodes = spawn_nodes(client, node_labels, trigger.clone());
     let (gateways, w) = reflector::store();
     spawn_reflector(
         Api::<Gateway>::all(client.clone()),
@@ -329,8 +405,8 @@ pub async fn start_pools(client: &Client, stores: &Stores, trigger: Arc<Notify>)
 
 /// Waits until every core cache has listed once.
 pub async fn wait_ready(stores: &Stores) -> Result<(), String> {
+    stores.nodes.wait_until_ready().await?;
     let r = tokio::try_join!(
-        stores.nodes.wait_until_ready(),
         stores.gateways.wait_until_ready(),
         stores.leases.wait_until_ready(),
         stores.configmaps.wait_until_ready(),
@@ -362,15 +438,59 @@ mod tests {
     }
 
     #[test]
-    fn node_filter_ignores_heartbeats() {
-        let mut f = node_filter();
-        assert!(!f(&Event::Init));
-        assert!(!f(&Event::InitApply(node("a", "True", "1"))));
-        assert!(f(&Event::InitDone));
-        assert!(!f(&Event::Apply(node("a", "True", "2"))), "heartbeat only");
-        assert!(f(&Event::Apply(node("a", "False", "3"))), "ready flip");
-        assert!(f(&Event::Apply(node("b", "True", "1"))), "new node");
-        assert!(f(&Event::Delete(node("b", "True", "1"))));
+    fn node_state_ignores_heartbeats_and_foreign_labels() {
+        let keep = ["raven.openyurt.io/gateway".to_owned()]
+            .into_iter()
+            .collect();
+        let mut st = NodeState::new(keep);
+        assert!(!st.apply(&Event::Init));
+        let mut a = node("a", "True", "1");
+        a.metadata.labels = Some(
+            [
+                ("raven.openyurt.io/gateway", "gw-x"),
+                ("kubernetes.io/os", "linux"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        assert!(!st.apply(&Event::InitApply(a.clone())));
+        assert!(!st.ready, "not ready before the list ends");
+        assert!(st.apply(&Event::InitDone), "first list");
+        assert!(st.ready);
+        let labels: Vec<&String> = st.nodes["a"].labels.keys().collect();
+        assert_eq!(
+            labels,
+            ["raven.openyurt.io/gateway"],
+            "foreign labels dropped"
+        );
+        assert!(!st.apply(&Event::Apply(a.clone())), "heartbeat only");
+        let mut a2 = a.clone();
+        if let Some(l) = a2.metadata.labels.as_mut() {
+            l.insert("kubernetes.io/os".into(), "windows".into());
+        }
+        assert!(!st.apply(&Event::Apply(a2)), "a label nobody reads");
+        assert!(
+            st.apply(&Event::Apply(node("a", "False", "3"))),
+            "ready flip"
+        );
+        assert!(st.apply(&Event::Apply(node("b", "True", "1"))), "new node");
+        assert!(st.apply(&Event::Delete(node("b", "True", "1"))));
+        assert!(
+            !st.apply(&Event::Delete(node("b", "True", "1"))),
+            "already gone"
+        );
+        // A relist that finds the same nodes is no change; one that misses a node is.
+        assert!(!st.apply(&Event::Init));
+        assert!(!st.apply(&Event::InitApply(node("a", "False", "4"))));
+        assert_eq!(st.nodes.len(), 1, "old views served while relisting");
+        assert!(!st.apply(&Event::InitDone), "same views");
+        st.apply(&Event::Init);
+        assert!(
+            st.apply(&Event::InitDone),
+            "node a vanished during the relist"
+        );
+        assert!(st.nodes.is_empty());
     }
 
     fn lease(name: &str, renewed_secs_ago: i64, duration: i32) -> Lease {
