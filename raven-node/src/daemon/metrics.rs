@@ -52,6 +52,8 @@ pub struct Metrics {
     pub peer_tx_bytes: Family<Labels, Gauge>,
     /// Unix time of the last completed loop iteration (liveness).
     pub loop_heartbeat: Gauge<f64, AtomicU64>,
+    /// Proxy mode (`raven_node_proxy_*`), registered even when the proxy is off (then empty).
+    pub proxy: crate::proxy::tunnel::metrics::ProxyMetrics,
 }
 
 impl Default for Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             peer_rx_bytes: Family::default(),
             peer_tx_bytes: Family::default(),
             loop_heartbeat: Gauge::default(),
+            proxy: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -146,6 +149,7 @@ impl Metrics {
             "Unix time of the last reconcile-loop iteration",
             m.loop_heartbeat.clone(),
         );
+        m.proxy.register(registry.sub_registry_with_prefix("proxy"));
         Self { registry, ..m }
     }
 
