@@ -59,6 +59,8 @@ pub struct Config {
     pub timing: Timing,
     /// How to reach the API server for the node Lease; `None`: no Lease.
     pub kube: Option<KubeAccess>,
+    /// Proxy mode (L7 tunnel); `None`: off, and nothing of it runs.
+    pub proxy: Option<crate::proxy::tunnel::ProxyConfig>,
 }
 
 /// Why the daemon stopped with an error.
@@ -188,6 +190,17 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .map_err(|e| RunError(format!("listening on {addr}: {e}")))?;
         tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     }
+    // Proxy roles follow the same Gateway snapshots; with the proxy off nothing of it runs, so
+    // the tunnel-mode data plane is unaffected.
+    let proxy = match &config.proxy {
+        Some(pc) => {
+            let proxy = crate::proxy::tunnel::Proxy::start(pc.clone(), metrics.proxy.clone())
+                .map_err(|e| RunError(e.to_string()))?;
+            tracing::info!(listen = %pc.listen, "proxy mode on (roles follow the Gateways)");
+            Some(proxy)
+        }
+        None => None,
+    };
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
     let options_driver = options.driver;
@@ -257,6 +270,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 last_dir_error = None;
                 engine.report_file_errors(&snapshot.errors);
                 gateways = snapshot.gateways;
+                if let Some(p) = &proxy {
+                    p.update(&gateways);
+                }
                 have_snapshot = true;
                 due = true;
             }
@@ -370,6 +386,7 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             timing: Timing::default(),
             kube: None,
+            proxy: None,
         }
     }
 

@@ -111,24 +111,28 @@ impl TunnelDialer {
         gw: &str,
         io: T,
     ) -> ProxyStream {
+        // One statement per lookup: a lookup holds its family's read lock until the end of the
+        // statement, and creating a second label set in the same family takes the write lock.
         let open = self
             .metrics
             .streams_open
             .get_or_create(&l1("gateway", gw))
             .clone();
         open.inc();
+        let rx = self
+            .metrics
+            .bytes
+            .get_or_create(&l2("gateway", gw, "direction", "rx"))
+            .clone();
+        let tx = self
+            .metrics
+            .bytes
+            .get_or_create(&l2("gateway", gw, "direction", "tx"))
+            .clone();
         Box::new(Counted {
             inner: io,
-            rx: self
-                .metrics
-                .bytes
-                .get_or_create(&l2("gateway", gw, "direction", "rx"))
-                .clone(),
-            tx: self
-                .metrics
-                .bytes
-                .get_or_create(&l2("gateway", gw, "direction", "tx"))
-                .clone(),
+            rx,
+            tx,
             _open: OpenGuard(open),
         })
     }

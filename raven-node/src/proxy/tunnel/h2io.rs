@@ -86,17 +86,19 @@ impl AsyncWrite for H2Io {
             return Poll::Ready(Ok(0));
         }
         let want = buf.len().min(MAX_WRITE);
+        self.send.reserve_capacity(want);
         loop {
-            self.send.reserve_capacity(want);
+            // Capacity already assigned is used at once: poll_capacity only reports increases.
+            let cap = self.send.capacity();
+            if cap > 0 {
+                let n = cap.min(want);
+                self.send
+                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .map_err(h2_err)?;
+                return Poll::Ready(Ok(n));
+            }
             match ready!(self.send.poll_capacity(cx)) {
-                Some(Ok(0)) => continue,
-                Some(Ok(cap)) => {
-                    let n = cap.min(want);
-                    self.send
-                        .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                        .map_err(h2_err)?;
-                    return Poll::Ready(Ok(n));
-                }
+                Some(Ok(_)) => continue,
                 Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
                 None => {
                     return Poll::Ready(Err(io::Error::new(
