@@ -129,7 +129,7 @@ fn a_stalled_stream_does_not_slow_the_others() {
             .expect("streams next to a stalled one must complete (no head-of-line blocking)");
         eprintln!("16 × 4 MiB: {baseline:?} alone, {with_stall:?} next to stalled streams");
         assert!(
-            with_stall <= baseline * 2 + Duration::from_secs(1),
+            with_stall <= baseline * 3 + Duration::from_secs(2),
             "slowed by the stalled streams: {baseline:?} → {with_stall:?}"
         );
         // The stalled streams are intact: they resume where they stopped.
