@@ -74,13 +74,27 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Loads the certificates (an error now is an error at start, never a silent retry) and
-    /// starts the runtime. No role runs until the first [`Proxy::update`].
+    /// Loads the certificates and starts the runtime. Certificate files that are present but
+    /// unusable are an error now (never a silent retry); files that do not exist yet (a CSR
+    /// still pending in Kubernetes mode) are waited for, and no role runs until they appear.
+    /// No role runs either until the first [`Proxy::update`].
     ///
     /// Sockets belong to the network namespace of the calling thread (the runtime's threads
     /// are spawned from it).
     pub fn start(config: ProxyConfig, metrics: ProxyMetrics) -> Result<Self, ProxyError> {
-        let certs = Arc::new(Reloader::new(config.certs.clone())?);
+        let certs = match Reloader::new(config.certs.clone()) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(CertError::Read { path, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::warn!(
+                    file = %path.display(),
+                    "proxy certificate files not there yet; waiting for them"
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("raven-proxy")
@@ -96,12 +110,19 @@ impl Proxy {
             metrics.clone(),
             config.timing.clone(),
         ));
-        runtime.spawn(reload_loop(
-            certs.clone(),
-            metrics.clone(),
-            config.timing.clone(),
-        ));
-        runtime.spawn(supervise(config, certs, view_rx, tunnels.clone(), metrics));
+        let tunnels2 = tunnels.clone();
+        runtime.spawn(async move {
+            let certs = match certs {
+                Some(c) => c,
+                None => wait_for_certs(&config).await,
+            };
+            tokio::spawn(reload_loop(
+                certs.clone(),
+                metrics.clone(),
+                config.timing.clone(),
+            ));
+            supervise(config, certs, view_rx, tunnels2, metrics).await;
+        });
         Ok(Self {
             view_tx,
             dialer,
@@ -146,6 +167,27 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+    }
+}
+
+/// Polls until the certificate files load (logging each new reason once).
+async fn wait_for_certs(config: &ProxyConfig) -> Arc<Reloader> {
+    let mut last = String::new();
+    loop {
+        tokio::time::sleep(config.timing.cert_reload).await;
+        match Reloader::new(config.certs.clone()) {
+            Ok(r) => {
+                tracing::info!("proxy certificate files loaded");
+                return Arc::new(r);
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if why != last {
+                    tracing::warn!("proxy certificates not usable yet: {why}");
+                    last = why;
+                }
+            }
         }
     }
 }
@@ -292,5 +334,25 @@ async fn apply(
             ctx,
         ));
         running.clients.insert(*addr, task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_waited_for_broken_ones_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = CertPaths::in_dir(&dir.path().join("not-yet"));
+        let p = Proxy::start(ProxyConfig::new("n1", paths), ProxyMetrics::default());
+        assert!(p.is_ok(), "a pending CSR must not stop the daemon");
+        let paths = CertPaths::in_dir(dir.path());
+        for f in [&paths.cert, &paths.key, &paths.ca] {
+            std::fs::write(f, "not PEM").expect("write");
+        }
+        let e = Proxy::start(ProxyConfig::new("n1", paths), ProxyMetrics::default())
+            .expect_err("garbage certificate files are an error at start");
+        assert!(e.to_string().contains("tls.crt"), "{e}");
     }
 }
