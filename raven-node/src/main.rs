@@ -15,6 +15,8 @@ use raven_api::nodestate::{DEFAULT_CNI_DATA_DIR, DEFAULT_NODE_STATE_FILE};
 use raven_node::daemon::engine::Timing;
 use raven_node::daemon::{Config, SourceConfig};
 use raven_node::plan::{self, Options, TunnelDriver};
+use raven_node::proxy::tunnel::ProxyConfig;
+use raven_node::proxy::tunnel::certs::CertPaths;
 use raven_node::tunnel::{DriverChoice, DriverKind};
 
 /// Raven node daemon: cross-domain tunnels and per-pod routes for one node.
@@ -210,6 +212,45 @@ struct Common {
     /// Full resync interval, in seconds.
     #[arg(long, env = "RAVEN_RESYNC_SECONDS", default_value_t = 30)]
     resync_seconds: u64,
+    /// Proxy mode (L7 reverse tunnel, like raven-cfg's `enable-l7-proxy`): run the roles the
+    /// Gateways give this node (tunnel server on active proxy endpoints of exposed Gateways,
+    /// client on those of the others and on solo nodes; `proxyConfig.replicas` 0 turns it off
+    /// per Gateway).
+    #[arg(long, env = "RAVEN_PROXY")]
+    proxy: bool,
+    /// Directory with the proxy's `tls.crt`, `tls.key`, `ca.crt` (watched for rotation);
+    /// `--proxy-cert/--proxy-key/--proxy-ca` override single files.
+    #[arg(
+        long,
+        env = "RAVEN_PROXY_CERT_DIR",
+        default_value = "/var/lib/raven/proxy"
+    )]
+    proxy_cert_dir: PathBuf,
+    /// Proxy certificate chain (PEM); a client's CN is `system:node:<nodeName>`.
+    #[arg(long, env = "RAVEN_PROXY_CERT")]
+    proxy_cert: Option<PathBuf>,
+    /// Proxy private key (PEM).
+    #[arg(long, env = "RAVEN_PROXY_KEY")]
+    proxy_key: Option<PathBuf>,
+    /// CA bundle (PEM) that signs every proxy certificate (a Raven-specific signer).
+    #[arg(long, env = "RAVEN_PROXY_CA")]
+    proxy_ca: Option<PathBuf>,
+    /// Tunnel listener of a proxy server.
+    #[arg(long, env = "RAVEN_PROXY_LISTEN", default_value = "0.0.0.0:10262")]
+    proxy_listen: SocketAddr,
+    /// Name the server certificate must carry (default: the IP address dialed, as an IP SAN).
+    #[arg(long, env = "RAVEN_PROXY_SERVER_NAME")]
+    proxy_server_name: Option<String>,
+    /// Where a solo node dials its own ports for the server.
+    #[arg(long, env = "RAVEN_PROXY_SOLO_ADDRESS", default_value = "127.0.0.1")]
+    proxy_solo_address: std::net::IpAddr,
+    /// Dial timeout of every proxy leg (milliseconds).
+    #[arg(long, env = "RAVEN_PROXY_DIAL_TIMEOUT_MS", default_value_t = 5000)]
+    proxy_dial_timeout_ms: u64,
+    /// Tunnel keepalive PING interval (seconds); a PING unanswered for half of it (at least
+    /// 1 s) drops the tunnel.
+    #[arg(long, env = "RAVEN_PROXY_KEEPALIVE_SECONDS", default_value_t = 10)]
+    proxy_keepalive_seconds: u64,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "RAVEN_LOG", default_value = "info")]
     log: String,
@@ -256,6 +297,7 @@ fn config(c: &Common) -> Result<Config, String> {
         protected_prefixes: c.protected_prefixes.clone(),
     };
     let resync = Duration::from_secs(c.resync_seconds);
+    let proxy = c.proxy.then(|| proxy_config(c)).transpose()?;
     Ok(Config {
         node_name: c.node_name.clone().unwrap_or_default(),
         source: match &c.gateways_dir {
@@ -287,7 +329,34 @@ fn config(c: &Common) -> Result<Config, String> {
             node_state_file: c.node_state_file.clone(),
             data_dir: c.cni_data_dir.clone(),
         }),
+        proxy,
     })
+}
+
+fn proxy_config(c: &Common) -> Result<ProxyConfig, String> {
+    if c.proxy_dial_timeout_ms == 0 || c.proxy_keepalive_seconds == 0 {
+        return Err(
+            "--proxy-dial-timeout-ms and --proxy-keepalive-seconds must be positive".to_owned(),
+        );
+    }
+    let mut certs = CertPaths::in_dir(&c.proxy_cert_dir);
+    if let Some(p) = &c.proxy_cert {
+        certs.cert = p.clone();
+    }
+    if let Some(p) = &c.proxy_key {
+        certs.key = p.clone();
+    }
+    if let Some(p) = &c.proxy_ca {
+        certs.ca = p.clone();
+    }
+    let mut pc = ProxyConfig::new(c.node_name.as_deref().unwrap_or_default(), certs);
+    pc.listen = c.proxy_listen;
+    pc.server_name = c.proxy_server_name.clone();
+    pc.solo_ip = c.proxy_solo_address;
+    pc.timing.dial_timeout = Duration::from_millis(c.proxy_dial_timeout_ms);
+    pc.timing.keepalive_interval = Duration::from_secs(c.proxy_keepalive_seconds);
+    pc.timing.keepalive_timeout = (pc.timing.keepalive_interval / 2).max(Duration::from_secs(1));
+    Ok(pc)
 }
 
 fn init_logging(filter: &str) {
@@ -513,5 +582,37 @@ mod tests {
             panic!("run expected")
         };
         assert!(config(c).unwrap_err().contains("--metrics-addr"));
+    }
+
+    #[test]
+    fn proxy_flags() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "raven-node",
+                "run",
+                "--node-name",
+                "n1",
+                "--gateways-dir",
+                "/gw",
+            ];
+            argv.extend_from_slice(extra);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Run(c) = cli.command else {
+                panic!("run expected")
+            };
+            config(&c)
+        };
+        assert!(parse(&[]).unwrap().proxy.is_none(), "off by default");
+        let pc = parse(&["--proxy", "--proxy-cert-dir", "/d", "--proxy-ca", "/ca.pem"])
+            .unwrap()
+            .proxy
+            .unwrap();
+        assert_eq!(pc.node_name, "n1");
+        assert_eq!(pc.certs.cert, PathBuf::from("/d/tls.crt"));
+        assert_eq!(pc.certs.key, PathBuf::from("/d/tls.key"));
+        assert_eq!(pc.certs.ca, PathBuf::from("/ca.pem"));
+        assert_eq!(pc.listen.port(), 10262);
+        let e = parse(&["--proxy", "--proxy-dial-timeout-ms", "0"]).unwrap_err();
+        assert!(e.contains("--proxy-dial-timeout-ms"), "{e}");
     }
 }

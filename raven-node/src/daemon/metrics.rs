@@ -54,6 +54,8 @@ pub struct Metrics {
     pub loop_heartbeat: Gauge<f64, AtomicU64>,
     /// 1 for the tunnel driver in use (`driver="wireguard-kernel"`, ...).
     pub tunnel_driver_info: Family<Labels, Gauge>,
+    /// Proxy mode (`raven_node_proxy_*`), registered even when the proxy is off (then empty).
+    pub proxy: crate::proxy::tunnel::metrics::ProxyMetrics,
 }
 
 impl Default for Metrics {
@@ -85,6 +87,7 @@ impl Metrics {
             peer_tx_bytes: Family::default(),
             loop_heartbeat: Gauge::default(),
             tunnel_driver_info: Family::default(),
+            proxy: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +157,7 @@ impl Metrics {
             "Unix time of the last reconcile-loop iteration",
             m.loop_heartbeat.clone(),
         );
+        m.proxy.register(registry.sub_registry_with_prefix("proxy"));
         Self { registry, ..m }
     }
 

@@ -68,6 +68,8 @@ pub struct Config {
     /// Keep `raven-cni` chained in the runtime's CNI configuration (re-install whenever the
     /// directory changes); `None`: the daemon leaves the CNI configuration alone.
     pub cni: Option<crate::cni_install::Settings>,
+    /// Proxy mode (L7 tunnel); `None`: off, and nothing of it runs.
+    pub proxy: Option<crate::proxy::tunnel::ProxyConfig>,
 }
 
 /// Why the daemon stopped with an error.
@@ -205,6 +207,17 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .tunnel_driver_info
         .get_or_create(&vec![("driver", kind.as_str().to_owned())])
         .set(1);
+    // Proxy roles follow the same Gateway snapshots; with the proxy off nothing of it runs, so
+    // the tunnel-mode data plane is unaffected.
+    let proxy = match &config.proxy {
+        Some(pc) => {
+            let proxy = crate::proxy::tunnel::Proxy::start(pc.clone(), metrics.proxy.clone())
+                .map_err(|e| RunError(e.to_string()))?;
+            tracing::info!(listen = %pc.listen, "proxy mode on (roles follow the Gateways)");
+            Some(proxy)
+        }
+        None => None,
+    };
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options, kind)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
     let mut engine = Engine::new(
@@ -282,6 +295,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 last_dir_error = None;
                 engine.report_file_errors(&snapshot.errors);
                 gateways = snapshot.gateways;
+                if let Some(p) = &proxy {
+                    p.update(&gateways);
+                }
                 have_snapshot = true;
                 due = true;
             }
@@ -407,6 +423,7 @@ mod tests {
             kube: None,
             public_ip_urls: Vec::new(),
             cni: None,
+            proxy: None,
         }
     }
 

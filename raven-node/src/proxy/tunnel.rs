@@ -1,1 +1,0 @@
-//! The mTLS reverse tunnel and the [`super::Dialer`] over it (being built: issue 6).

@@ -1,0 +1,309 @@
+//! [`TunnelDialer`]: the [`Dialer`] of a proxy server. It resolves the node by name, checks
+//! the port against the node's Gateway, then dials directly (same domain as the server) or
+//! opens a `CONNECT` stream over a tunnel of the node's domain, trying the next tunnel when one
+//! turns out dead. Every leg has a timeout.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, StatusCode};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::h2io::H2Io;
+use super::metrics::{ProxyMetrics, l1, l2, reason};
+use super::server::Tunnels;
+use super::view::{Domain, ProxyView, Route};
+use super::{ERROR_HEADER, Timing};
+use crate::proxy::{DialError, DialFuture, Dialer, ProxyStream};
+
+/// The dialer; cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct TunnelDialer {
+    me: String,
+    view: watch::Receiver<Arc<ProxyView>>,
+    tunnels: Arc<Tunnels>,
+    metrics: ProxyMetrics,
+    timing: Timing,
+}
+
+/// Counts a stream as open until dropped.
+struct OpenGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A TCP stream that decrements the open-streams gauge on drop and counts bytes.
+struct Counted<T> {
+    inner: T,
+    rx: prometheus_client::metrics::counter::Counter,
+    tx: prometheus_client::metrics::counter::Counter,
+    _open: OpenGuard,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.rx.inc_by((buf.filled().len() - before) as u64);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.tx.inc_by(*n as u64);
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl TunnelDialer {
+    /// A dialer for the server running on node `me`.
+    pub fn new(
+        me: String,
+        view: watch::Receiver<Arc<ProxyView>>,
+        tunnels: Arc<Tunnels>,
+        metrics: ProxyMetrics,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            me,
+            view,
+            tunnels,
+            metrics,
+            timing,
+        }
+    }
+
+    /// The connected tunnels (for tests and diagnostics).
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
+    }
+
+    fn wrap<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static>(
+        &self,
+        gw: &str,
+        io: T,
+    ) -> ProxyStream {
+        // One statement per lookup: a lookup holds its family's read lock until the end of the
+        // statement, and creating a second label set in the same family takes the write lock.
+        let open = self
+            .metrics
+            .streams_open
+            .get_or_create(&l1("gateway", gw))
+            .clone();
+        open.inc();
+        let rx = self
+            .metrics
+            .bytes
+            .get_or_create(&l2("gateway", gw, "direction", "rx"))
+            .clone();
+        let tx = self
+            .metrics
+            .bytes
+            .get_or_create(&l2("gateway", gw, "direction", "tx"))
+            .clone();
+        Box::new(Counted {
+            inner: io,
+            rx,
+            tx,
+            _open: OpenGuard(open),
+        })
+    }
+
+    async fn dial_inner(
+        &self,
+        node: &str,
+        port: u16,
+    ) -> Result<(String, ProxyStream), (String, DialError)> {
+        let target = format!("{node}:{port}");
+        let (route, gw_label) = {
+            let view = self.view.borrow();
+            let own = view
+                .node(&self.me)
+                .map(|n| n.gateway.clone())
+                .unwrap_or_default();
+            let label = view
+                .node(node)
+                .map_or_else(|| "solo".to_owned(), |n| n.gateway.clone());
+            (view.route(&own, node, port), label)
+        };
+        let route = route.map_err(|e| (gw_label.clone(), e))?;
+        match route {
+            Route::Direct(addr) => {
+                self.metrics
+                    .streams
+                    .get_or_create(&l2("gateway", &gw_label, "route", "direct"))
+                    .inc();
+                match tokio::time::timeout(self.timing.dial_timeout, TcpStream::connect(addr)).await
+                {
+                    Ok(Ok(tcp)) => {
+                        let _ = tcp.set_nodelay(true);
+                        Ok((gw_label.clone(), self.wrap(&gw_label, tcp)))
+                    }
+                    Ok(Err(e)) => Err((
+                        gw_label,
+                        DialError::Failed {
+                            target,
+                            reason: format!("{addr}: {e}"),
+                        },
+                    )),
+                    Err(_) => Err((gw_label, DialError::Timeout { target })),
+                }
+            }
+            Route::Tunnel(domain) => {
+                self.metrics
+                    .streams
+                    .get_or_create(&l2("gateway", &gw_label, "route", "tunnel"))
+                    .inc();
+                let io = self
+                    .over_tunnel(&domain, node, port, &target)
+                    .await
+                    .map_err(|e| (gw_label.clone(), e))?;
+                Ok((gw_label.clone(), self.wrap(&gw_label, io)))
+            }
+        }
+    }
+
+    async fn over_tunnel(
+        &self,
+        domain: &Domain,
+        node: &str,
+        port: u16,
+        target: &str,
+    ) -> Result<H2Io, DialError> {
+        let candidates = self.tunnels.of(domain);
+        if candidates.is_empty() {
+            return Err(match domain {
+                Domain::Solo(n) => DialError::UnknownNode(n.clone()),
+                Domain::Gateway(g) => DialError::NoTunnel {
+                    node: node.to_owned(),
+                    gateway: g.clone(),
+                },
+            });
+        }
+        // The edge dials with its own timeout and answers 504; the margin covers the RTT.
+        let budget = self.timing.dial_timeout + self.timing.keepalive_timeout;
+        let mut last = None;
+        for t in candidates {
+            let attempt = async {
+                let mut sender = t
+                    .sender
+                    .clone()
+                    .ready()
+                    .await
+                    .map_err(|e| format!("tunnel: {e}"))?;
+                let req = Request::builder()
+                    .method(Method::CONNECT)
+                    .uri(format!("{node}:{port}"))
+                    .body(())
+                    .map_err(|e| format!("request: {e}"))?;
+                let (resp, send) = sender
+                    .send_request(req, false)
+                    .map_err(|e| format!("tunnel: {e}"))?;
+                let resp = resp.await.map_err(|e| format!("tunnel: {e}"))?;
+                Ok::<_, String>((resp, send))
+            };
+            let (resp, send) = match tokio::time::timeout(budget, attempt).await {
+                Ok(Ok(x)) => x,
+                Ok(Err(why)) => {
+                    // A dead tunnel: try the next one of the domain.
+                    tracing::warn!(node = %t.node, "stream over tunnel failed: {why}");
+                    last = Some(DialError::Failed {
+                        target: target.to_owned(),
+                        reason: why,
+                    });
+                    continue;
+                }
+                Err(_) => {
+                    last = Some(DialError::Timeout {
+                        target: target.to_owned(),
+                    });
+                    continue;
+                }
+            };
+            let why = resp
+                .headers()
+                .get(ERROR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            return match resp.status() {
+                StatusCode::OK => Ok(H2Io::new(send, resp.into_body())),
+                StatusCode::GATEWAY_TIMEOUT => Err(DialError::Timeout {
+                    target: target.to_owned(),
+                }),
+                StatusCode::FORBIDDEN if why.contains("is not allowed") => {
+                    Err(DialError::PortNotAllowed {
+                        node: node.to_owned(),
+                        port,
+                    })
+                }
+                s => Err(DialError::Failed {
+                    target: target.to_owned(),
+                    reason: format!("edge {} answered {s}: {why}", t.node),
+                }),
+            };
+        }
+        Err(last.unwrap_or_else(|| DialError::NoTunnel {
+            node: node.to_owned(),
+            gateway: domain.label().to_owned(),
+        }))
+    }
+}
+
+impl Dialer for TunnelDialer {
+    fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a> {
+        Box::pin(async move {
+            let started = Instant::now();
+            match self.dial_inner(node, port).await {
+                Ok((gw, stream)) => {
+                    self.metrics
+                        .dial_duration
+                        .get_or_create(&l1("gateway", &gw))
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok(stream)
+                }
+                Err((gw, e)) => {
+                    // Unknown nodes would make the label unbounded: they count as "unknown".
+                    let gw = if matches!(e, DialError::UnknownNode(_)) {
+                        "unknown".to_owned()
+                    } else {
+                        gw
+                    };
+                    self.metrics
+                        .dial_errors
+                        .get_or_create(&l2("gateway", &gw, "reason", reason(&e)))
+                        .inc();
+                    Err(e)
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,364 @@
+//! The proxy tunnel end to end in network namespaces (see `proxy_support` for the topology):
+//! nodes with the same IP in two domains, a 100 MB transfer checked by hash, a stalled stream
+//! that does not slow the others, refused agents (no certificate, a certificate from another
+//! CA, a node that is not an active endpoint, a CN naming no node), seat loss, the edge's
+//! refusal to relay outside its domain, and a tunnel cut and restored.
+//!
+//! Must run as root; otherwise every test fails and says why.
+
+mod proxy_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proxy_support::*;
+use raven_node::proxy::tunnel::TunnelDialer;
+use raven_node::proxy::tunnel::view::Domain;
+use raven_node::proxy::{DialError, Dialer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn who(d: &TunnelDialer, node: &str) -> Result<String, DialError> {
+    let mut s = d.dial(node, STUB_PORT).await?;
+    s.write_all(b"who\n").await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    Ok(out.trim().to_owned())
+}
+
+async fn get(d: &TunnelDialer, node: &str, n: u64) -> (u64, u64) {
+    let mut s = d.dial(node, STUB_PORT).await.expect("dial");
+    s.write_all(format!("get {n}\n").as_bytes())
+        .await
+        .expect("write");
+    hash_all(&mut s).await.expect("read")
+}
+
+#[test]
+fn same_ip_nodes_hash_checked_transfer_and_routing_errors() {
+    let lab = Lab::build();
+    let d = lab.cloud_proxy.dialer();
+    let n = lab.cloud.block_on(move || async move {
+        // Same IP 192.168.1.11 in both edges: the name picks the domain.
+        assert_eq!(who(&d, "edge-a-2").await.expect("edge-a-2"), "edge-a-2");
+        assert_eq!(who(&d, "edge-b-2").await.expect("edge-b-2"), "edge-b-2");
+        // The server's own domain is dialed directly.
+        assert_eq!(who(&d, "cloud-1").await.expect("cloud-1"), "cloud-1");
+        // 100 MB through the tunnel, checked by hash.
+        let n: u64 = std::env::var("PROXY_TEST_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000_000);
+        let started = Instant::now();
+        let (got, hash) = get(&d, "edge-b-2", n).await;
+        eprintln!("100 MB through the tunnel in {:?}", started.elapsed());
+        assert_eq!(got, n);
+        assert_eq!(hash, expected_hash(n));
+        // Echo (upload and download on one stream, half-close passed on).
+        let mut s = d.dial("edge-a-2", STUB_PORT).await.expect("dial");
+        s.write_all(b"echo\nhello through the tunnel").await.expect("write");
+        s.shutdown().await.expect("half-close");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        assert_eq!(out, "hello through the tunnel");
+        // Refusals.
+        assert!(matches!(d.dial("edge-a-2", 22).await, Err(DialError::PortNotAllowed { port: 22, .. })));
+        assert!(matches!(d.dial("nobody", STUB_PORT).await, Err(DialError::UnknownNode(n)) if n == "nobody"));
+        // Allowed port, nothing listening: the edge's dial fails and says so.
+        match d.dial("edge-a-2", 10255).await {
+            Err(DialError::Failed { reason, .. }) => assert!(reason.contains("refused"), "{reason}"),
+            other => panic!("expected a failed dial, got {:?}", other.map(|_| ())),
+        }
+        n
+    });
+    let text = {
+        let mut r = prometheus_client::registry::Registry::default();
+        lab.cloud_metrics.register(&mut r);
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &r).expect("encode");
+        s
+    };
+    for want in [
+        "streams_total{gateway=\"gw-edge-b\",route=\"tunnel\"} 2",
+        "streams_total{gateway=\"gw-cloud\",route=\"direct\"} 1",
+        "dial_errors_total{gateway=\"gw-edge-a\",reason=\"port_not_allowed\"} 1",
+        "dial_errors_total{gateway=\"unknown\",reason=\"unknown_node\"} 1",
+        "tunnels{peer=\"gw-edge-a\"} 1",
+        "streams_open{gateway=\"gw-edge-b\"} 0",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+    let rx = lab
+        .cloud_metrics
+        .bytes
+        .get_or_create(&vec![
+            ("gateway", "gw-edge-b".to_owned()),
+            ("direction", "rx".to_owned()),
+        ])
+        .get();
+    assert!(rx >= n, "bytes from edge-b counted: {rx} < {n}");
+}
+
+#[test]
+fn a_stalled_stream_does_not_slow_the_others() {
+    let lab = Lab::build();
+    let d = lab.cloud_proxy.dialer();
+    lab.cloud.block_on(move || async move {
+        let round = |d: Arc<TunnelDialer>| async move {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let d = d.clone();
+                    let node = if i % 2 == 0 { "edge-a-2" } else { "edge-b-2" };
+                    tokio::spawn(async move { get(&d, node, 4 << 20).await })
+                })
+                .collect();
+            for t in tasks {
+                let (n, h) = t.await.expect("task");
+                assert_eq!((n, h), (4 << 20, expected_hash(4 << 20)));
+            }
+            started.elapsed()
+        };
+        let baseline = round(d.clone()).await;
+        // A stream whose reader never reads (a `logs -f` nobody consumes) on each tunnel.
+        let mut stalled = Vec::new();
+        for node in ["edge-a-2", "edge-b-2"] {
+            let mut s = d.dial(node, STUB_PORT).await.expect("dial");
+            s.write_all(b"get 1000000000\n").await.expect("write");
+            stalled.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await; // let its window fill
+        let with_stall = tokio::time::timeout(Duration::from_secs(60), round(d.clone()))
+            .await
+            .expect("streams next to a stalled one must complete (no head-of-line blocking)");
+        eprintln!("16 × 4 MiB: {baseline:?} alone, {with_stall:?} next to stalled streams");
+        assert!(
+            with_stall <= baseline * 3 + Duration::from_secs(2),
+            "slowed by the stalled streams: {baseline:?} → {with_stall:?}"
+        );
+        // The stalled streams are intact: they resume where they stopped.
+        for mut s in stalled {
+            let mut buf = vec![0u8; 1 << 20];
+            s.read_exact(&mut buf)
+                .await
+                .expect("stalled stream resumes");
+            assert_eq!(&buf[..], &block()[..1 << 20]);
+        }
+    });
+}
+
+/// A TLS client towards the tunnel port; `Ok(true)` when the server kept the connection
+/// (sent nothing and did not close within 2 s), `Ok(false)`/`Err` when it refused.
+async fn try_agent(cfg: Option<Arc<rustls::ClientConfig>>) -> bool {
+    let tcp = tokio::net::TcpStream::connect((SERVER_IP, 10262))
+        .await
+        .expect("TCP connect");
+    let cfg = cfg.expect("config");
+    let name = rustls_pki_types::ServerName::IpAddress(
+        SERVER_IP.parse::<std::net::IpAddr>().expect("ip").into(),
+    );
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+    else {
+        return false;
+    };
+    let mut buf = [0u8; 64];
+    // An accepted agent gets the server's HTTP/2 preface; a refused one an alert or EOF.
+    match tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await {
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(_)) => false,
+        Err(_) => true,
+    }
+}
+
+fn client_config(pki: &Pki, cn: Option<&str>, server_ca: &Pki) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_ca.ca.der().clone()).expect("root");
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut cfg = match cn {
+        None => b.with_no_client_auth(),
+        Some(cn) => {
+            use rustls_pki_types::pem::PemObject;
+            let (c, k) = pki.issue(cn, &[]);
+            let chain = rustls_pki_types::CertificateDer::pem_slice_iter(c.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("pem");
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(k.as_bytes()).expect("key");
+            b.with_client_auth_cert(chain, key).expect("client cert")
+        }
+    };
+    cfg.alpn_protocols = vec![b"raven-tunnel/1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[test]
+fn agents_are_authenticated_and_bound_to_their_seat() {
+    let lab = Lab::build();
+    let rogue = Pki::new();
+    let cases = vec![
+        (
+            "valid edge-a-1 (control: accepted)",
+            client_config(&lab.pki, Some("system:node:edge-a-1"), &lab.pki),
+            true,
+        ),
+        (
+            "no client certificate",
+            client_config(&lab.pki, None, &lab.pki),
+            false,
+        ),
+        (
+            "edge-a-1 signed by another CA",
+            client_config(&rogue, Some("system:node:edge-a-1"), &lab.pki),
+            false,
+        ),
+        (
+            "edge-a-2: not an active endpoint",
+            client_config(&lab.pki, Some("system:node:edge-a-2"), &lab.pki),
+            false,
+        ),
+        (
+            "cloud-2: the server's own domain",
+            client_config(&lab.pki, Some("system:node:cloud-2"), &lab.pki),
+            false,
+        ),
+        (
+            "a CN naming no node",
+            client_config(&lab.pki, Some("edge-a-1"), &lab.pki),
+            false,
+        ),
+    ];
+    let results = lab.cloud.block_on(move || async move {
+        let mut out = Vec::new();
+        for (what, cfg, want) in cases {
+            out.push((what, try_agent(Some(cfg)).await, want));
+        }
+        out
+    });
+    for (what, got, want) in results {
+        assert_eq!(got, want, "{what}");
+    }
+    let snap = lab.cloud_proxy.tunnels().snapshot();
+    assert!(
+        !snap.iter().any(|(_, n)| n == "edge-a-2" || n == "cloud-2"),
+        "refused agents must not be seated: {snap:?}"
+    );
+    let refused = |reason: &str| {
+        lab.cloud_metrics
+            .tunnels_refused
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .get()
+    };
+    assert!(
+        refused("tls") >= 2,
+        "no-cert and rogue-CA agents fail the TLS handshake"
+    );
+    assert_eq!(refused("seat"), 2);
+    assert_eq!(refused("no_identity"), 1);
+
+    // Seat loss: edge-a-2 becomes gw-edge-a's active endpoint on the server's view; the
+    // tunnel of edge-a-1 is dropped at once, and dials to edge-a report no tunnel.
+    lab.cloud_proxy.update(&gateways("edge-a-2"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab
+        .cloud_proxy
+        .tunnels()
+        .count(&Domain::Gateway("gw-edge-a".into()))
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "edge-a-1 kept its tunnel after losing its seat"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let d = lab.cloud_proxy.dialer();
+    let r = lab
+        .cloud
+        .block_on(move || async move { d.dial("edge-a-2", STUB_PORT).await.map(|_| ()) });
+    assert!(
+        matches!(r, Err(DialError::NoTunnel { ref gateway, .. }) if gateway == "gw-edge-a"),
+        "{r:?}"
+    );
+    // The seat comes back: edge-a-1 reconnects by itself.
+    lab.cloud_proxy.update(&gateways("edge-a-1"));
+    lab.wait_tunnels(2, Duration::from_secs(15));
+}
+
+#[test]
+fn the_edge_never_relays_outside_its_domain() {
+    let lab = Lab::build();
+    // A server view that lies: edge-b-2 listed in gw-edge-a. The server routes edge-b-2 over
+    // edge-a's tunnel; edge-a (whose own view is right) must refuse.
+    let mut lying = gateways("edge-a-1");
+    let mut status = lying[1].status.clone().expect("status");
+    let mut b2 = status.nodes[1].clone();
+    b2.node_name = "edge-b-2".into();
+    status.nodes.push(b2);
+    lying[1].status = Some(status);
+    lying[2]
+        .status
+        .as_mut()
+        .expect("status")
+        .nodes
+        .retain(|n| n.node_name != "edge-b-2");
+    lab.cloud_proxy.update(&lying);
+    let d = lab.cloud_proxy.dialer();
+    let r = lab
+        .cloud
+        .block_on(move || async move { d.dial("edge-b-2", STUB_PORT).await.map(|_| ()) });
+    match r {
+        Err(DialError::Failed { reason, .. }) => {
+            assert!(reason.contains("not in this tunnel's domain"), "{reason}")
+        }
+        other => panic!("the edge must refuse a foreign node, got {other:?}"),
+    }
+}
+
+#[test]
+fn tunnel_cut_and_restored() {
+    let lab = Lab::build();
+    let d = lab.cloud_proxy.dialer();
+    let d2 = d.clone();
+    assert_eq!(
+        lab.cloud
+            .block_on(move || async move { who(&d2, "edge-a-2").await })
+            .expect("before the cut"),
+        "edge-a-2"
+    );
+    // Cut edge-a's uplink: both ends notice through keepalives.
+    lab.cloud.ip(&["link", "set", "to-a", "down"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab
+        .cloud_proxy
+        .tunnels()
+        .count(&Domain::Gateway("gw-edge-a".into()))
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the server kept a dead tunnel");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d2 = d.clone();
+    let r = lab
+        .cloud
+        .block_on(move || async move { who(&d2, "edge-a-2").await });
+    assert!(matches!(r, Err(DialError::NoTunnel { .. })), "{r:?}");
+    // edge-b is unaffected.
+    let d2 = d.clone();
+    assert_eq!(
+        lab.cloud
+            .block_on(move || async move { who(&d2, "edge-b-2").await })
+            .expect("edge-b"),
+        "edge-b-2"
+    );
+    // Restore: the client reconnects (backoff capped at 2 s in this lab) and dials succeed.
+    lab.cloud.ip(&["link", "set", "to-a", "up"]);
+    lab.wait_tunnels(2, Duration::from_secs(20));
+    let d2 = d.clone();
+    assert_eq!(
+        lab.cloud
+            .block_on(move || async move { who(&d2, "edge-a-2").await })
+            .expect("after the restore"),
+        "edge-a-2"
+    );
+}
