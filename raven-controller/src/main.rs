@@ -117,6 +117,10 @@ struct RunArgs {
     /// Do not look for OpenYurt's NodePool CRD.
     #[arg(long, env = "RAVEN_NO_NODEPOOLS")]
     no_nodepools: bool,
+    /// Where `/metrics` and `/healthz` listen (the Deployment's port `metrics`); `off`
+    /// disables the server.
+    #[arg(long, env = "RAVEN_METRICS_ADDR", default_value = "0.0.0.0:10266")]
+    metrics_addr: String,
     /// Do not serve the Gateway admission and conversion webhooks.
     #[arg(long, env = "RAVEN_NO_WEBHOOKS")]
     no_webhooks: bool,
@@ -264,6 +268,16 @@ fn main() -> ExitCode {
         }
     };
     let kubeconfig = args.kubeconfig.clone();
+    let metrics_addr = match args.metrics_addr.as_str() {
+        "off" => None,
+        a => match a.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("raven-controller: --metrics-addr {a:?}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let webhooks = webhook_settings(&args);
     let signer = csr_settings(&args);
     let settings = settings(args);
@@ -275,6 +289,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(addr) = metrics_addr {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(%addr, "serving /metrics and /healthz");
+                    tokio::spawn(runtime::metrics::serve(l));
+                }
+                Err(e) => {
+                    eprintln!("raven-controller: listening on {addr} for metrics: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         if let Some(w) = webhooks {
             // Every replica serves the webhooks, leader or not.
             tokio::spawn(webhook::run(client.clone(), w));

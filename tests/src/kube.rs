@@ -556,6 +556,9 @@ pub struct ControllerProcess {
     child: Option<Child>,
     /// The log file.
     pub log: PathBuf,
+    /// Port of its `/metrics` server on 127.0.0.1 (chosen free at start, so replicas and
+    /// parallel tests never collide), unless the caller passed `--metrics-addr` itself.
+    pub metrics_port: Option<u16>,
 }
 
 /// The `raven-controller` binary: `$RAVEN_CONTROLLER_BIN`, else the newer of the debug and
@@ -590,11 +593,20 @@ impl ControllerProcess {
         args: &[&str],
     ) -> Result<Self, KubeError> {
         let file = fs::File::create(&log).map_err(|e| err(format!("log file: {e}")))?;
+        let metrics_port = if args.contains(&"--metrics-addr") {
+            None
+        } else {
+            Some(free_port()?)
+        };
+        let metrics_arg: Vec<String> = metrics_port
+            .map(|p| vec!["--metrics-addr".to_owned(), format!("127.0.0.1:{p}")])
+            .unwrap_or_default();
         let child = Command::new(bin)
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(args)
+            .args(&metrics_arg)
             .env("RUST_LOG", "info,raven_controller=debug")
             .stdout(Stdio::null())
             .stderr(file)
@@ -603,6 +615,35 @@ impl ControllerProcess {
         Ok(ControllerProcess {
             child: Some(child),
             log,
+            metrics_port,
+        })
+    }
+
+    /// The text of its `/metrics` (via curl), if it serves one.
+    pub fn metrics_text(&self) -> Result<String, KubeError> {
+        let port = self
+            .metrics_port
+            .ok_or_else(|| err("this controller was started with its own --metrics-addr"))?;
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .map_err(|e| err(format!("curl: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "GET /metrics: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The value of an unlabelled metric sample `name`, if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().ok()?;
+        text.lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse().ok())?
         })
     }
 

@@ -628,6 +628,19 @@ fn controller_lease_failover_and_two_replicas() {
         .count();
     assert_eq!(leaders, 1, "r1:\n{}\nr2:\n{}", r1.log_text(), r2.log_text());
     assert!(leader == "r1" || leader == "r2", "{leader}");
+    // The metrics say the same: exactly one replica reports leading, the leader passed.
+    let (lead, follow) = if leader == "r1" {
+        (&r1, &r2)
+    } else {
+        (&r2, &r1)
+    };
+    assert_eq!(lead.metric("raven_controller_leader"), Some(1.0));
+    assert_eq!(follow.metric("raven_controller_leader"), Some(0.0));
+    assert!(
+        lead.metric("raven_controller_passes_total").unwrap_or(0.0) >= 1.0,
+        "{}",
+        lead.metrics_text().unwrap_or_default()
+    );
 
     // edge-a1's data plane stops renewing: its Lease expires while the Node stays Ready.
     let renewed = put_lease(&api, "edge-a1", 4);

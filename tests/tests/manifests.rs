@@ -296,19 +296,49 @@ fn monitoring_samples_use_documented_metrics_and_every_metric_is_documented() {
         std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("reading {p}: {e}"))
     };
     let doc = read("docs/metrics.md");
-    // Every family the daemon registers is in the table.
-    let source = read("raven-node/src/daemon/metrics.rs");
-    let registered: Vec<&str> = source
-        .split("registry.register(")
-        .skip(1)
-        .filter_map(|s| s.split('"').nth(1))
-        .collect();
-    assert!(registered.len() >= 14, "{registered:?}");
-    for name in &registered {
-        assert!(
-            doc.contains(&format!("`raven_node_{name}")),
-            "raven_node_{name} is not documented in docs/metrics.md"
-        );
+    // Every family the daemon, the proxy and the controller register is in a table.
+    let families = |file: &str, call: &str| -> Vec<String> {
+        read(file)
+            .split(call)
+            .skip(1)
+            .filter_map(|s| s.split('"').nth(1).map(str::to_owned))
+            .collect()
+    };
+    let sources = [
+        (
+            "raven-node/src/daemon/metrics.rs",
+            "registry.register(",
+            "raven_node_",
+            15,
+        ),
+        (
+            "raven-node/src/proxy/tunnel/metrics.rs",
+            "registry.register(",
+            "raven_node_proxy_",
+            11,
+        ),
+        (
+            "raven-node/src/proxy/front/metrics.rs",
+            "r.register(",
+            "raven_node_proxy_front_",
+            6,
+        ),
+        (
+            "raven-controller/src/runtime/metrics.rs",
+            "r.register(",
+            "raven_controller_",
+            6,
+        ),
+    ];
+    for (file, call, prefix, at_least) in sources {
+        let registered = families(file, call);
+        assert!(registered.len() >= at_least, "{file}: {registered:?}");
+        for name in &registered {
+            assert!(
+                doc.contains(&format!("`{prefix}{name}")),
+                "{prefix}{name} (registered in {file}) is not documented in docs/metrics.md"
+            );
+        }
     }
     // The alert rules parse, cover the required alerts, and use documented names only.
     let rules_text = read("deploy/monitoring/prometheus-rules.yaml");

@@ -7,6 +7,7 @@
 //! [`Settings::resync`] (upstream has no periodic requeue, openyurt#2797).
 
 pub mod leader;
+pub mod metrics;
 pub mod observe;
 pub mod pass;
 pub mod report;
@@ -147,6 +148,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
                 }
             }
         }
+        metrics::metrics().leader.set(i64::from(*leading.borrow()));
         if !*leading.borrow() {
             // Follower: keep the caches warm, write nothing, wait to be promoted.
             if leading.changed().await.is_err() {
@@ -181,6 +183,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         }
         let started = Instant::now();
         let outcome = pass::run_pass(&ctx, &stores).await;
+        let m = metrics::metrics();
+        m.passes.inc();
+        m.pass_duration.observe(started.elapsed().as_secs_f64());
+        m.writes.inc_by(outcome.writes);
+        m.write_failures.inc_by(outcome.failures);
+        m.last_pass.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
         if outcome.writes > 0 || resync_due {
             info!(
                 writes = outcome.writes,
