@@ -252,31 +252,11 @@ fn key_and_request(cfg: &KubeCertConfig) -> Result<(KeyPair, String), CertError>
     Ok((key, request))
 }
 
-/// Writes `content` to `path` through a temporary file (mode `mode`), fsync and rename.
+/// Writes `content` to `path` atomically (mode `mode`; see [`crate::cni_install::fsops`]).
 fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), CertError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |e| CertError::Io(path.to_owned(), e);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cert");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::cni_install::fsops::write_atomic(path, content, mode)
+        .map(drop)
+        .map_err(|e| CertError::Io(path.to_owned(), e))
 }
 
 /// Submits a CSR, waits for the signed certificate and writes the files. Always a new key.

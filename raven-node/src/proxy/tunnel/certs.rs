@@ -252,25 +252,10 @@ pub fn write_files(
     write_atomic(&paths.ca, ca_pem, 0o644)
 }
 
+/// Atomic replace (temporary file, fsync, rename, directory fsync): a reader sees the old or
+/// the new file, never a prefix. The same helper writes the CNI configuration.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::cni_install::fsops::write_atomic(path, bytes, mode).map(drop)
 }
 
 /// The node named by a certificate's subject CN `system:node:<name>`.
