@@ -193,3 +193,153 @@ fn caller_reaches_the_right_same_ip_kubelet_through_front_and_tunnel() {
     );
     drop(front);
 }
+
+/// Kills the daemon when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(ns: &Ns, dir: &std::path::Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &ns.name,
+        env!("CARGO_BIN_EXE_raven-node"),
+        "run",
+    ])
+    .args(["--node-name", "cloud-1", "--metrics-addr", "off"])
+    .args([
+        "--underlay-mtu",
+        "1500",
+        "--tunnel-driver",
+        "wireguard-userspace",
+    ])
+    .arg("--gateways-dir")
+    .arg(dir.join("gateways"))
+    .arg("--state-dir")
+    .arg(dir.join("state"))
+    .arg("--node-state-file")
+    .arg(dir.join("node-state.json"))
+    .arg("--cni-data-dir")
+    .arg(dir.join("cni"))
+    .arg("--proxy")
+    .arg("--proxy-cert-dir")
+    .arg(dir.join("tunnel"))
+    .args(["--proxy-front-https", "127.0.0.1:10263"])
+    .arg("--proxy-front-cert")
+    .arg(dir.join("front.crt"))
+    .arg("--proxy-front-key")
+    .arg(dir.join("front.key"))
+    .args(extra)
+    .env_remove("KUBECONFIG")
+    .env_remove("KUBERNETES_SERVICE_HOST")
+    .env("RAVEN_LOG", "info");
+    cmd
+}
+
+/// `raven-node run --proxy` with the front flags starts the front side and serves callers with
+/// a client certificate from `--proxy-front-client-ca`; without a client CA (and no API server
+/// for tokens) it refuses to start and says why.
+#[test]
+fn daemon_starts_the_front_side_from_its_flags() {
+    proxy_support::require_root();
+    let ns = Ns::new("front-daemon");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("gateways")).expect("gateways dir");
+    let pki = proxy_support::Pki::new();
+    pki.write_dir(&dir.join("tunnel"), "system:node:cloud-1", &["127.0.0.1"]);
+    let (c, k) = pki.issue(FRONT_NAME, &["127.0.0.1"]);
+    std::fs::write(dir.join("front.crt"), c).expect("write");
+    std::fs::write(dir.join("front.key"), k).expect("write");
+    std::fs::write(dir.join("ca.crt"), pki.ca.pem()).expect("write");
+
+    // No client CA, no API server: the front would be unauthenticated.
+    let out = daemon(&ns, dir, &["--proxy-kubelet-ca"])
+        .arg(dir.join("ca.crt"))
+        .output()
+        .expect("raven-node runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must refuse: {stderr}");
+    assert!(stderr.contains("unauthenticated"), "{stderr}");
+
+    let ca = dir.join("ca.crt");
+    let ca = ca.to_str().expect("utf-8 path");
+    let mut child = Child(
+        daemon(
+            &ns,
+            dir,
+            &["--proxy-front-client-ca", ca, "--proxy-kubelet-ca", ca],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("raven-node starts"),
+    );
+    let (cert, key) = pki.issue("kube-apiserver-kubelet-client", &[]);
+    let ca_pem = pki.ca.pem();
+    let answer = ns.block_on(move || async move {
+        use rustls::pki_types::pem::PemObject;
+        let chain =
+            vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).expect("pem")];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("pem");
+        let root =
+            rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem");
+        let mut roots = RootCertStore::empty();
+        roots.add(root).expect("root");
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .expect("client cert");
+        let addr: SocketAddr = "127.0.0.1:10263".parse().expect("addr");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let tcp = loop {
+            match TcpStream::connect(addr).await {
+                Ok(t) => break t,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the front side does not listen on {addr}: {e}"),
+            }
+        };
+        let mut s = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+            .await
+            .expect("TLS to the daemon's front side");
+        exchange(&mut s, &get("nobody")).await
+    });
+    // Authenticated, then refused by the tunnel's dialer (no Gateway: no allowed port for
+    // "nobody"); the text is the dialer's, so the request went through the daemon's wiring.
+    assert_eq!(answer.0, 403, "{}", answer.1);
+    assert!(
+        answer.1.contains("not allowed for node \"nobody\""),
+        "{}",
+        answer.1
+    );
+    assert!(
+        child.0.try_wait().expect("wait").is_none(),
+        "the daemon must keep running"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = child.0.wait().expect("wait");
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("proxy front side on"), "{stderr}");
+}
