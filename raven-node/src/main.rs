@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use raven_api::nodestate::{DEFAULT_CNI_DATA_DIR, DEFAULT_NODE_STATE_FILE};
 use raven_node::daemon::engine::Timing;
+use raven_node::daemon::proxy_front::FrontSettings;
 use raven_node::daemon::{Config, SourceConfig};
 use raven_node::plan::{self, Options, TunnelDriver};
 use raven_node::proxy::tunnel::ProxyConfig;
@@ -251,6 +252,32 @@ struct Common {
     /// 1 s) drops the tunnel.
     #[arg(long, env = "RAVEN_PROXY_KEEPALIVE_SECONDS", default_value_t = 10)]
     proxy_keepalive_seconds: u64,
+    /// Proxy front side (with --proxy, on proxy servers): HTTPS listener for cloud callers. The
+    /// front side runs when --proxy-front-cert or --proxy-front-http is given.
+    #[arg(long, env = "RAVEN_PROXY_FRONT_HTTPS", default_value = "0.0.0.0:10263")]
+    proxy_front_https: SocketAddr,
+    /// Plain HTTP listener of the front side (bearer tokens only: Kubernetes mode); off by
+    /// default.
+    #[arg(long, env = "RAVEN_PROXY_FRONT_HTTP")]
+    proxy_front_http: Option<SocketAddr>,
+    /// Serving certificate chain (PEM) of the front side's HTTPS listener.
+    #[arg(long, env = "RAVEN_PROXY_FRONT_CERT")]
+    proxy_front_cert: Option<PathBuf>,
+    /// Serving key (PEM) of the front side's HTTPS listener.
+    #[arg(long, env = "RAVEN_PROXY_FRONT_KEY")]
+    proxy_front_key: Option<PathBuf>,
+    /// CA (PEM) of callers' client certificates (e.g. kube-apiserver's kubelet-client CA).
+    #[arg(long, env = "RAVEN_PROXY_FRONT_CLIENT_CA")]
+    proxy_front_client_ca: Option<PathBuf>,
+    /// Roots (PEM) verifying the kubelets' serving certificates (the front never skips it).
+    #[arg(long, env = "RAVEN_PROXY_KUBELET_CA")]
+    proxy_kubelet_ca: Option<PathBuf>,
+    /// Client certificate (PEM) the front side presents to kubelets.
+    #[arg(long, env = "RAVEN_PROXY_KUBELET_CLIENT_CERT")]
+    proxy_kubelet_client_cert: Option<PathBuf>,
+    /// Its key (PEM).
+    #[arg(long, env = "RAVEN_PROXY_KUBELET_CLIENT_KEY")]
+    proxy_kubelet_client_key: Option<PathBuf>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "RAVEN_LOG", default_value = "info")]
     log: String,
@@ -298,6 +325,7 @@ fn config(c: &Common) -> Result<Config, String> {
     };
     let resync = Duration::from_secs(c.resync_seconds);
     let proxy = c.proxy.then(|| proxy_config(c)).transpose()?;
+    let proxy_front = front_settings(c)?;
     Ok(Config {
         node_name: c.node_name.clone().unwrap_or_default(),
         source: match &c.gateways_dir {
@@ -330,7 +358,29 @@ fn config(c: &Common) -> Result<Config, String> {
             data_dir: c.cni_data_dir.clone(),
         }),
         proxy,
+        proxy_front,
     })
+}
+
+/// The front side's settings: on when a serving certificate or the plain HTTP listener is
+/// asked for (proxy servers); needs --proxy.
+fn front_settings(c: &Common) -> Result<Option<FrontSettings>, String> {
+    if c.proxy_front_cert.is_none() && c.proxy_front_key.is_none() && c.proxy_front_http.is_none() {
+        return Ok(None);
+    }
+    if !c.proxy {
+        return Err("--proxy-front-* flags need --proxy".to_owned());
+    }
+    Ok(Some(FrontSettings {
+        https: c.proxy_front_cert.is_some().then_some(c.proxy_front_https),
+        http: c.proxy_front_http,
+        cert: c.proxy_front_cert.clone(),
+        key: c.proxy_front_key.clone(),
+        client_ca: c.proxy_front_client_ca.clone(),
+        kubelet_ca: c.proxy_kubelet_ca.clone(),
+        kubelet_client_cert: c.proxy_kubelet_client_cert.clone(),
+        kubelet_client_key: c.proxy_kubelet_client_key.clone(),
+    }))
 }
 
 fn proxy_config(c: &Common) -> Result<ProxyConfig, String> {
@@ -614,5 +664,27 @@ mod tests {
         assert_eq!(pc.listen.port(), 10262);
         let e = parse(&["--proxy", "--proxy-dial-timeout-ms", "0"]).unwrap_err();
         assert!(e.contains("--proxy-dial-timeout-ms"), "{e}");
+        // Front side: off unless a serving certificate or plain HTTP is asked for.
+        assert!(parse(&["--proxy"]).unwrap().proxy_front.is_none());
+        let f = parse(&[
+            "--proxy",
+            "--proxy-front-cert",
+            "/f.crt",
+            "--proxy-front-key",
+            "/f.key",
+            "--proxy-front-client-ca",
+            "/ca.crt",
+            "--proxy-kubelet-ca",
+            "/k.crt",
+        ])
+        .unwrap()
+        .proxy_front
+        .unwrap();
+        assert_eq!(f.https, Some("0.0.0.0:10263".parse().unwrap()));
+        assert_eq!(f.http, None, "plain HTTP off by default");
+        assert_eq!(f.client_ca, Some(PathBuf::from("/ca.crt")));
+        assert_eq!(f.kubelet_ca, Some(PathBuf::from("/k.crt")));
+        let e = parse(&["--proxy-front-cert", "/f.crt"]).unwrap_err();
+        assert!(e.contains("need --proxy"), "{e}");
     }
 }

@@ -2,11 +2,15 @@
 //! (`raven_node::proxy::auth_kube::KubeTokenAuthenticator`) on a real kube-apiserver 1.20.2,
 //! running as raven-node's ServiceAccount with the RBAC from `deploy/rbac/node`: a
 //! ServiceAccount token with `nodes/proxy` permission passes, one without is denied, a
-//! garbage token is not authenticated.
+//! garbage token is not authenticated. The same answers come through the front side's
+//! `Authenticator` trait object (what `raven-node run --proxy --proxy-front-*` uses).
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use raven_node::proxy::auth_kube::{CacheTtl, KubeTokenAuthenticator, Verdict};
+use raven_node::proxy::front::{Attributes, Authenticator, Decision};
 use raven_tests::kube::{KubeApiServer, TestUser};
 use serde_json::json;
 
@@ -88,7 +92,57 @@ fn token_review_and_subject_access_review_gate_nodes_proxy() {
             .await
             .expect("config");
         let client = kube::Client::try_from(cfg).expect("client");
-        let auth = KubeTokenAuthenticator::new(client, Vec::new(), CacheTtl::default());
+        let auth = KubeTokenAuthenticator::new(client.clone(), Vec::new(), CacheTtl::default());
+        // A separate instance (empty cache) behind the front side's trait.
+        let front: Arc<dyn Authenticator> = Arc::new(KubeTokenAuthenticator::new(
+            client,
+            Vec::new(),
+            CacheTtl::default(),
+        ));
+        let attrs = |user, verb, subresource| Attributes {
+            user,
+            verb,
+            node: "edge-1".to_owned(),
+            subresource,
+            port: 10250,
+            path: "/".to_owned(),
+        };
+        let scraper = front
+            .authenticate(&allowed)
+            .await
+            .expect("TokenReview answered")
+            .expect("valid token");
+        assert_eq!(scraper.name, "system:serviceaccount:default:scraper");
+        assert_eq!(
+            front
+                .authorize(&attrs(scraper.clone(), "get", "proxy"))
+                .await
+                .expect("SAR answered"),
+            Decision::Allow
+        );
+        assert!(matches!(
+            front.authorize(&attrs(scraper, "get", "metrics")).await.expect("SAR"),
+            Decision::Deny(why) if why.contains("metrics")
+        ));
+        let nobody = front
+            .authenticate(&denied)
+            .await
+            .expect("TokenReview answered")
+            .expect("valid token");
+        assert!(matches!(
+            front
+                .authorize(&attrs(nobody, "get", "proxy"))
+                .await
+                .expect("SAR"),
+            Decision::Deny(_)
+        ));
+        assert!(
+            front
+                .authenticate("not-a-token")
+                .await
+                .expect("answered")
+                .is_none()
+        );
 
         let ok_user = auth
             .authenticate(&allowed)

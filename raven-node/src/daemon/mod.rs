@@ -23,6 +23,7 @@ pub mod kube_source;
 pub mod lease;
 pub mod metrics;
 pub mod mtu;
+pub mod proxy_front;
 pub mod public_ip;
 pub mod publish;
 pub mod run;

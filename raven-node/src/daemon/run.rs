@@ -70,6 +70,9 @@ pub struct Config {
     pub cni: Option<crate::cni_install::Settings>,
     /// Proxy mode (L7 tunnel); `None`: off, and nothing of it runs.
     pub proxy: Option<crate::proxy::tunnel::ProxyConfig>,
+    /// The proxy's front side (HTTPS/HTTP listeners for cloud callers, relayed over the
+    /// tunnel); only with [`Config::proxy`]. `None`: no front side on this node.
+    pub proxy_front: Option<super::proxy_front::FrontSettings>,
 }
 
 /// Why the daemon stopped with an error.
@@ -183,7 +186,18 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let (tx, rx) = mpsc::channel();
     spawn_signal_thread(tx)?;
 
-    let metrics = Arc::new(Metrics::new());
+    if config.proxy_front.is_some() && config.proxy.is_none() {
+        return Err(RunError(
+            "the proxy front side needs proxy mode: pass --proxy".to_owned(),
+        ));
+    }
+    let mut metrics = Metrics::new();
+    // Registered before the registry is shared (it is read-only behind the Arc).
+    let front_metrics = config
+        .proxy_front
+        .as_ref()
+        .map(|_| crate::proxy::front::FrontMetrics::register(metrics.registry_mut()));
+    let metrics = Arc::new(metrics);
     let health = Health::default();
     // Live while the loop wakes: it wakes at least every poll interval.
     let max_silence = (config.poll_interval * 10).max(Duration::from_secs(10));
@@ -217,6 +231,23 @@ pub fn run(config: Config) -> Result<(), RunError> {
             Some(proxy)
         }
         None => None,
+    };
+    // The front side serves cloud callers over the tunnel's dialer (targets in this domain are
+    // dialed directly, others through their gateway's tunnel), on the proxy's runtime.
+    let _front = match (&config.proxy_front, &proxy, front_metrics) {
+        (Some(settings), Some(p), Some(fm)) => {
+            let rt = p.handle().ok_or_else(|| {
+                RunError("proxy front: the proxy runtime is not running".to_owned())
+            })?;
+            let kube = match config.source {
+                SourceConfig::Kubernetes => config.kube.as_ref(),
+                SourceConfig::Dir(_) => None,
+            };
+            let front = super::proxy_front::start(settings, &rt, p.dialer(), kube, fm)?;
+            tracing::info!(https = ?front.https_addr, http = ?front.http_addr, token_review = kube.is_some(), "proxy front side on");
+            Some(front)
+        }
+        _ => None,
     };
     let (dataplane, tunnel) = drivers::open(&config.state_dir, &options, kind)
         .map_err(|e| RunError(format!("opening the drivers: {e}")))?;
@@ -424,6 +455,7 @@ mod tests {
             public_ip_urls: Vec::new(),
             cni: None,
             proxy: None,
+            proxy_front: None,
         }
     }
 

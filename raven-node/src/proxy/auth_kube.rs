@@ -9,11 +9,10 @@
 //! [`MAX_CACHE`] entries per kind. An API error is [`Unavailable`] (the front side answers 503),
 //! never "allowed" and never cached.
 //!
-//! Contract: the front side's `Authenticator` trait (branch `pfront`,
-//! `proxy/front/auth.rs`) is not in this branch yet. [`KubeTokenAuthenticator::authenticate`]
-//! and [`KubeTokenAuthenticator::authorize`] have the same shape as its two methods
-//! (`Ok(None)` for an invalid token, allow/deny with a reason, unavailable as an error), so the
-//! trait impl is a field-by-field conversion of [`TokenUser`] and [`Verdict`].
+//! It implements the front side's [`Authenticator`] by a field-by-field conversion of
+//! [`TokenUser`] and [`Verdict`]. The front's [`UserInfo`] has no `extra`, so extra attributes
+//! of a token are not passed on to SubjectAccessReview through the trait (upstream's kubelet
+//! passes them; RBAC ignores them).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,6 +24,8 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
+
+use super::front::{Attributes, AuthFuture, AuthUnavailable, Authenticator, Decision, UserInfo};
 
 /// Most cached answers of each kind.
 pub const MAX_CACHE: usize = 4096;
@@ -249,9 +250,102 @@ impl KubeTokenAuthenticator {
     }
 }
 
+impl From<TokenUser> for UserInfo {
+    fn from(u: TokenUser) -> Self {
+        UserInfo {
+            name: u.name,
+            groups: u.groups,
+            uid: u.uid,
+        }
+    }
+}
+
+impl From<&UserInfo> for TokenUser {
+    fn from(u: &UserInfo) -> Self {
+        TokenUser {
+            name: u.name.clone(),
+            uid: u.uid.clone(),
+            groups: u.groups.clone(),
+            extra: Default::default(),
+        }
+    }
+}
+
+impl From<Verdict> for Decision {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Allow => Decision::Allow,
+            Verdict::Deny(why) => Decision::Deny(why),
+        }
+    }
+}
+
+impl From<Unavailable> for AuthUnavailable {
+    fn from(e: Unavailable) -> Self {
+        AuthUnavailable(e.0)
+    }
+}
+
+/// The front side's contract: TokenReview for tokens, SubjectAccessReview on the kubelet's
+/// `nodes/<subresource>` attributes the front computed.
+impl Authenticator for KubeTokenAuthenticator {
+    fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a, Option<UserInfo>> {
+        Box::pin(async move {
+            Ok(KubeTokenAuthenticator::authenticate(self, token)
+                .await?
+                .map(UserInfo::from))
+        })
+    }
+
+    fn authorize<'a>(&'a self, attrs: &'a Attributes) -> AuthFuture<'a, Decision> {
+        Box::pin(async move {
+            let user = TokenUser::from(&attrs.user);
+            Ok(KubeTokenAuthenticator::authorize(
+                self,
+                &user,
+                attrs.verb,
+                &attrs.node,
+                attrs.subresource,
+            )
+            .await?
+            .into())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compile-level check that the front side accepts it as its authenticator.
+    #[test]
+    fn is_a_front_authenticator() {
+        fn as_front(
+            a: std::sync::Arc<KubeTokenAuthenticator>,
+        ) -> std::sync::Arc<dyn Authenticator> {
+            a
+        }
+        let _ = as_front;
+        let u = TokenUser {
+            name: "alice".into(),
+            uid: Some("u1".into()),
+            groups: vec!["g".into()],
+            extra: Default::default(),
+        };
+        let info = UserInfo::from(u.clone());
+        assert_eq!(
+            (info.name.as_str(), info.uid.as_deref()),
+            ("alice", Some("u1"))
+        );
+        assert_eq!(info.groups, ["g"]);
+        assert_eq!(TokenUser::from(&info), u);
+        assert_eq!(
+            Decision::from(Verdict::Deny("no".into())),
+            Decision::Deny("no".into())
+        );
+        assert_eq!(Decision::from(Verdict::Allow), Decision::Allow);
+        assert_eq!(AuthUnavailable::from(Unavailable("x".into())).0, "x");
+    }
 
     #[test]
     fn cache_expires_and_stays_bounded() {

@@ -1,0 +1,196 @@
+//! Starts the proxy's front side (`crate::proxy::front`) from the daemon: turns the command
+//! line's file paths into the front's TLS settings, picks the authenticator (TokenReview +
+//! SubjectAccessReview in Kubernetes mode; client certificates only otherwise) and serves over
+//! the tunnel's [`crate::proxy::Dialer`]. The front's own checks refuse unauthenticated or
+//! unusable setups; their errors come back as one [`RunError`] naming the flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::lease::KubeAccess;
+use super::run::RunError;
+use crate::proxy::Dialer;
+use crate::proxy::auth_kube::{CacheTtl, KubeTokenAuthenticator};
+use crate::proxy::front::{
+    self, Authenticator, FrontConfig, FrontError, FrontHandle, FrontMetrics, FrontServices,
+    ServerTls, tls,
+};
+
+/// The front side's settings from the command line (`--proxy-front-*`, `--proxy-kubelet-*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrontSettings {
+    /// HTTPS listener.
+    pub https: Option<SocketAddr>,
+    /// Plain HTTP listener (bearer tokens only).
+    pub http: Option<SocketAddr>,
+    /// Serving certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Serving key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA of callers' client certificates (kube-apiserver's kubelet-client CA).
+    pub client_ca: Option<PathBuf>,
+    /// Roots verifying the kubelets' serving certificates.
+    pub kubelet_ca: Option<PathBuf>,
+    /// Our client certificate towards kubelets.
+    pub kubelet_client_cert: Option<PathBuf>,
+    /// Its key.
+    pub kubelet_client_key: Option<PathBuf>,
+}
+
+fn tls_error(e: FrontError) -> RunError {
+    RunError(format!(
+        "proxy front: {e} (check --proxy-front-cert/--proxy-front-key/--proxy-front-client-ca/\
+         --proxy-kubelet-ca/--proxy-kubelet-client-cert/--proxy-kubelet-client-key)"
+    ))
+}
+
+/// The front's configuration from the settings (reads the certificate files).
+pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
+    let mut config = FrontConfig {
+        https_addr: s.https,
+        http_addr: s.http,
+        ..FrontConfig::default()
+    };
+    config.server_tls = match (&s.cert, &s.key) {
+        (Some(c), Some(k)) => Some(ServerTls {
+            cert: tls::static_cert(
+                tls::load_certs(c).map_err(tls_error)?,
+                tls::load_key(k).map_err(tls_error)?,
+            )
+            .map_err(tls_error)?,
+            client_ca: s
+                .client_ca
+                .as_deref()
+                .map(tls::load_certs)
+                .transpose()
+                .map_err(tls_error)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(RunError(
+                "proxy front: --proxy-front-cert and --proxy-front-key go together".to_owned(),
+            ));
+        }
+    };
+    if let Some(ca) = &s.kubelet_ca {
+        config.target_tls.roots = tls::load_certs(ca).map_err(tls_error)?;
+    }
+    config.target_tls.client_cert = match (&s.kubelet_client_cert, &s.kubelet_client_key) {
+        (Some(c), Some(k)) => Some(
+            tls::static_cert(
+                tls::load_certs(c).map_err(tls_error)?,
+                tls::load_key(k).map_err(tls_error)?,
+            )
+            .map_err(tls_error)?,
+        ),
+        (None, None) => None,
+        _ => {
+            return Err(RunError(
+                "proxy front: --proxy-kubelet-client-cert and --proxy-kubelet-client-key go \
+                 together"
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(config)
+}
+
+/// Starts the listeners on `rt` (the proxy's runtime) over `dialer`; in Kubernetes mode
+/// (`kube`) bearer tokens are checked with TokenReview and SubjectAccessReview.
+pub fn start(
+    settings: &FrontSettings,
+    rt: &tokio::runtime::Handle,
+    dialer: Arc<dyn Dialer>,
+    kube: Option<&KubeAccess>,
+    metrics: FrontMetrics,
+) -> Result<FrontHandle, RunError> {
+    let config = front_config(settings)?;
+    rt.block_on(async move {
+        let authenticator: Option<Arc<dyn Authenticator>> = match kube {
+            Some(access) => {
+                let client = super::lease::client(access)
+                    .await
+                    .map_err(|e| RunError(format!("proxy front: API client: {e}")))?;
+                Some(Arc::new(KubeTokenAuthenticator::new(
+                    client,
+                    Vec::new(),
+                    CacheTtl::default(),
+                )))
+            }
+            None => None,
+        };
+        let services = FrontServices {
+            dialer,
+            authenticator,
+            pod_locator: None,
+            metrics,
+        };
+        front::start(config, services).await.map_err(|e| match e {
+            FrontError::Tls(_) => tls_error(e),
+            e => RunError(format!("proxy front: {e}")),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_given_pairs_and_missing_files_are_clear_errors() {
+        let e = front_config(&FrontSettings {
+            cert: Some("/c".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("--proxy-front-key go together"), "{e}");
+        let e = front_config(&FrontSettings {
+            kubelet_client_key: Some("/k".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.0.contains("--proxy-kubelet-client-key go together"),
+            "{e}"
+        );
+        let e = front_config(&FrontSettings {
+            kubelet_ca: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn unauthenticated_setups_are_refused_by_the_front() {
+        struct NoDial;
+        impl Dialer for NoDial {
+            fn dial<'a>(&'a self, node: &'a str, _port: u16) -> crate::proxy::DialFuture<'a> {
+                Box::pin(async move { Err(crate::proxy::DialError::UnknownNode(node.to_owned())) })
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Plain HTTP without an authenticator (not Kubernetes mode).
+        let e = std::thread::spawn(move || {
+            start(
+                &FrontSettings {
+                    https: None,
+                    http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                    ..Default::default()
+                },
+                rt.handle(),
+                Arc::new(NoDial),
+                None,
+                FrontMetrics::default(),
+            )
+            .unwrap_err()
+        })
+        .join()
+        .expect("thread");
+        assert!(e.0.contains("no authenticator"), "{e}");
+    }
+}
