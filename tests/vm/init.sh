@@ -39,6 +39,12 @@ mount -t tmpfs tmpfs /host/dev/shm
 mkdir -p /host/run/netns /host/run/raven-vm/kernel /host/run/raven-vm/out /host/run/lock
 mount -t 9p -o "$p9,ro,cache=loose" kernel /host/run/raven-vm/kernel || die "cannot mount the kernel tree"
 mount -t 9p -o "$p9,rw" out /host/run/raven-vm/out || die "cannot mount the job share"
+# Host directories under the tmpfs-covered paths (a checkout in /tmp), at their own path.
+while read -r tag path; do
+    [ -n "$tag" ] || continue
+    mkdir -p "/host$path"
+    mount -t 9p -o "$p9,ro,cache=loose" "$tag" "/host$path" || die "cannot mount $path"
+done < /host/run/raven-vm/out/mounts
 mount -t bpf bpf /host/sys/fs/bpf 2>/dev/null
 
 # Modules the kernel requests on demand (crypto, nft expressions) go through this wrapper.

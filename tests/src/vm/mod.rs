@@ -226,6 +226,26 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Directories the guest's tmpfs mounts (`/tmp`, `/run`, `/var/tmp`) would hide, canonical,
+/// without those inside another one of the list (pure).
+pub fn masked_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let masked = |p: &Path| {
+        ["/tmp", "/run", "/var/tmp"]
+            .iter()
+            .any(|m| p.starts_with(m))
+    };
+    let mut out: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()))
+        .filter(|d| masked(d))
+        .collect();
+    out.sort();
+    out.dedup();
+    let all = out.clone();
+    out.retain(|d| !all.iter().any(|o| o != d && d.starts_with(o)));
+    out
+}
+
 /// Boots the VM once and runs `job`. Fails only when the VM could not be started at all;
 /// a VM that started but did not finish the job returns a [`VmRun`] with `job_exit: None`
 /// (see [`VmRun::fatal`] and [`VmRun::console_tail`]).
@@ -249,6 +269,15 @@ pub fn boot(job: &VmJob) -> Result<VmRun> {
     }
     write("env", env)?;
     write("modules", job.modules.join("\n") + "\n")?;
+    // The guest mounts tmpfs over /tmp, /run and /var/tmp of the shared root, which would hide
+    // a checkout or target directory that lives there (a CI clone in /tmp): share those again
+    // and mount them at the same path (init.sh reads `mounts`).
+    let extra = masked_dirs(&[crate::paths::repo_root(), crate::paths::target_dir()]);
+    let mut mounts = String::new();
+    for (i, dir) in extra.iter().enumerate() {
+        mounts.push_str(&format!("extra{i} {}\n", dir.display()));
+    }
+    write("mounts", mounts)?;
 
     let share = |path: &Path, tag: &str, ro: bool| {
         format!(
@@ -272,6 +301,12 @@ pub fn boot(job: &VmJob) -> Result<VmRun> {
         .args(["-virtfs", &share(Path::new("/"), "hostroot", true)])
         .args(["-virtfs", &share(&kernel, "kernel", true)])
         .args(["-virtfs", &share(out.path(), "out", false)])
+        .args(
+            extra
+                .iter()
+                .enumerate()
+                .flat_map(|(i, d)| ["-virtfs".to_owned(), share(d, &format!("extra{i}"), true)]),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -480,6 +515,25 @@ pub fn run_scenarios(runner: &Path, scenarios: &[&str]) -> Result<TierReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_dirs_hidden_by_the_guest_tmpfs_are_shared_again() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            masked_dirs(&[p("/tmp/cc/repo"), p("/tmp/cc/repo/target")]),
+            vec![p("/tmp/cc/repo")],
+            "a target inside the checkout rides along"
+        );
+        assert_eq!(
+            masked_dirs(&[p("/work/main"), p("/run/t"), p("/var/tmp/x")]),
+            vec![p("/run/t"), p("/var/tmp/x")]
+        );
+        assert!(masked_dirs(&[p("/work/main"), p("/work/main/target")]).is_empty());
+        assert!(
+            masked_dirs(&[p("/tmpfoo/x")]).is_empty(),
+            "a prefix of a name is not a parent"
+        );
+    }
 
     #[test]
     fn parses_result_lines_and_ignores_noise() {
