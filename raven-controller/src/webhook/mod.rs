@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -243,6 +243,44 @@ async fn ensure_secret(
     Err("the webhook Secret kept changing under us (5 attempts)".into())
 }
 
+/// The strategic-merge entries (`name` + `clientConfig.caBundle`) of the webhooks that
+/// `needs_bundle` selects.
+fn stale_entries<'a>(
+    hooks: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
+    needs_bundle: &dyn Fn(&WebhookClientConfig) -> bool,
+    bundle: &str,
+) -> Vec<serde_json::Value> {
+    hooks
+        .filter(|(_, c)| needs_bundle(c))
+        .map(|(name, _)| json!({"name": name, "clientConfig": {"caBundle": bundle}}))
+        .collect()
+}
+
+/// Patches the stale entries into one webhook configuration; `read` is its GET: `Ok(None)`
+/// when it does not exist. Problems go to `errors`.
+async fn patch_bundle<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    read: Result<Option<Vec<serde_json::Value>>, kube::Error>,
+    errors: &mut Vec<String>,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match read {
+        Ok(Some(stale)) if stale.is_empty() => {}
+        Ok(Some(stale)) => {
+            let patch = Patch::Strategic(json!({"webhooks": stale}));
+            match api.patch(name, &PatchParams::default(), &patch).await {
+                Ok(_) => info!("CA bundle written into {kind}"),
+                Err(e) => errors.push(format!("patch {kind}: {e}")),
+            }
+        }
+        Ok(None) => errors.push(format!("{kind} {name} not found")),
+        Err(e) => errors.push(format!("get {kind}: {e}")),
+    }
+}
+
 /// Writes the CA bundle into our webhook configurations and the CRD's conversion webhook,
 /// only where it differs. Only webhooks whose clientConfig names our Service are touched.
 async fn inject_ca_bundle(
@@ -258,61 +296,47 @@ async fn inject_ca_bundle(
     let pp = PatchParams::default();
     let mut errors = Vec::new();
 
+    let needs_bundle =
+        |c: &WebhookClientConfig| ours(c.service.as_ref()) && !has(c.ca_bundle.as_ref());
+    let name = &settings.configuration;
     let vwc: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    match vwc.get_opt(&settings.configuration).await {
-        Ok(Some(cfg)) => {
-            let stale: Vec<_> = cfg
-                .webhooks
-                .iter()
-                .flatten()
-                .filter(|w| {
-                    ours(w.client_config.service.as_ref())
-                        && !has(w.client_config.ca_bundle.as_ref())
-                })
-                .map(|w| json!({"name": w.name, "clientConfig": {"caBundle": bundle}}))
-                .collect();
-            if !stale.is_empty() {
-                let patch = Patch::Strategic(json!({"webhooks": stale}));
-                match vwc.patch(&settings.configuration, &pp, &patch).await {
-                    Ok(_) => info!("CA bundle written into ValidatingWebhookConfiguration"),
-                    Err(e) => errors.push(format!("patch ValidatingWebhookConfiguration: {e}")),
-                }
-            }
-        }
-        Ok(None) => errors.push(format!(
-            "ValidatingWebhookConfiguration {} not found",
-            settings.configuration
-        )),
-        Err(e) => errors.push(format!("get ValidatingWebhookConfiguration: {e}")),
-    }
-
+    let read = vwc.get_opt(name).await.map(|c| {
+        c.map(|c| {
+            let hooks = c.webhooks.iter().flatten();
+            stale_entries(
+                hooks.map(|w| (&w.name, &w.client_config)),
+                &needs_bundle,
+                &bundle,
+            )
+        })
+    });
+    patch_bundle(
+        &vwc,
+        "ValidatingWebhookConfiguration",
+        name,
+        read,
+        &mut errors,
+    )
+    .await;
     let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    match mwc.get_opt(&settings.configuration).await {
-        Ok(Some(cfg)) => {
-            let stale: Vec<_> = cfg
-                .webhooks
-                .iter()
-                .flatten()
-                .filter(|w| {
-                    ours(w.client_config.service.as_ref())
-                        && !has(w.client_config.ca_bundle.as_ref())
-                })
-                .map(|w| json!({"name": w.name, "clientConfig": {"caBundle": bundle}}))
-                .collect();
-            if !stale.is_empty() {
-                let patch = Patch::Strategic(json!({"webhooks": stale}));
-                match mwc.patch(&settings.configuration, &pp, &patch).await {
-                    Ok(_) => info!("CA bundle written into MutatingWebhookConfiguration"),
-                    Err(e) => errors.push(format!("patch MutatingWebhookConfiguration: {e}")),
-                }
-            }
-        }
-        Ok(None) => errors.push(format!(
-            "MutatingWebhookConfiguration {} not found",
-            settings.configuration
-        )),
-        Err(e) => errors.push(format!("get MutatingWebhookConfiguration: {e}")),
-    }
+    let read = mwc.get_opt(name).await.map(|c| {
+        c.map(|c| {
+            let hooks = c.webhooks.iter().flatten();
+            stale_entries(
+                hooks.map(|w| (&w.name, &w.client_config)),
+                &needs_bundle,
+                &bundle,
+            )
+        })
+    });
+    patch_bundle(
+        &mwc,
+        "MutatingWebhookConfiguration",
+        name,
+        read,
+        &mut errors,
+    )
+    .await;
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     match crds.get_opt(&settings.crd).await {
