@@ -320,38 +320,50 @@ fn permanent(state: NeighbourState) -> bool {
     u16::from(state) & NUD_PERMANENT != 0
 }
 
-async fn fdb(nl: &Netlink, index: u32) -> Result<Vec<FdbEntry>, NlError> {
-    let answers = dump(
-        nl,
-        neighbour_dump(AddressFamily::Bridge, index),
-        "raven0 FDB",
-    )
-    .await?;
-    let mut out = Vec::new();
-    for m in answers {
-        let RouteNetlinkMessage::NewNeighbour(n) = m else {
-            continue;
-        };
-        if n.header.ifindex != index {
-            continue;
-        }
-        let mut mac_addr = None;
-        let mut dst = None;
-        for a in &n.attributes {
-            match a {
-                NeighbourAttribute::LinkLayerAddress(b) => mac_addr = mac(b),
-                NeighbourAttribute::Destination(d) => dst = inet(d),
-                _ => {}
+/// One neighbour-table entry on raven0: link-layer address, IPv4 destination, permanence.
+type RawNeighbour = (Option<MacAddr>, Option<Ipv4Addr>, bool);
+
+/// The entries of `family` (bridge FDB or inet neighbours) on link `index`.
+async fn neighbour_entries(
+    nl: &Netlink,
+    family: AddressFamily,
+    index: u32,
+    what: &str,
+) -> Result<Vec<RawNeighbour>, NlError> {
+    let answers = dump(nl, neighbour_dump(family, index), what).await?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == index => Some(n),
+            _ => None,
+        })
+        .map(|n| {
+            let mut mac_addr = None;
+            let mut dst = None;
+            for a in &n.attributes {
+                match a {
+                    NeighbourAttribute::LinkLayerAddress(b) => mac_addr = mac(b),
+                    NeighbourAttribute::Destination(d) => dst = inet(d),
+                    _ => {}
+                }
             }
-        }
-        if let Some(mac_addr) = mac_addr {
-            out.push(FdbEntry {
-                mac: mac_addr,
+            (mac_addr, dst, permanent(n.header.state))
+        })
+        .collect())
+}
+
+async fn fdb(nl: &Netlink, index: u32) -> Result<Vec<FdbEntry>, NlError> {
+    let entries = neighbour_entries(nl, AddressFamily::Bridge, index, "raven0 FDB").await?;
+    let mut out: Vec<FdbEntry> = entries
+        .into_iter()
+        .filter_map(|(mac, dst, permanent)| {
+            Some(FdbEntry {
+                mac: mac?,
                 dst,
-                permanent: permanent(n.header.state),
-            });
-        }
-    }
+                permanent,
+            })
+        })
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -366,37 +378,17 @@ fn inet(d: &NeighbourAddress) -> Option<Ipv4Addr> {
 }
 
 async fn neighbours(nl: &Netlink, index: u32) -> Result<Vec<NeighbourEntry>, NlError> {
-    let answers = dump(
-        nl,
-        neighbour_dump(AddressFamily::Inet, index),
-        "raven0 neighbours",
-    )
-    .await?;
-    let mut out = Vec::new();
-    for m in answers {
-        let RouteNetlinkMessage::NewNeighbour(n) = m else {
-            continue;
-        };
-        if n.header.ifindex != index {
-            continue;
-        }
-        let mut ip = None;
-        let mut mac_addr = None;
-        for a in &n.attributes {
-            match a {
-                NeighbourAttribute::LinkLayerAddress(b) => mac_addr = mac(b),
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => ip = Some(*d),
-                _ => {}
-            }
-        }
-        if let Some(ip) = ip {
-            out.push(NeighbourEntry {
-                ip,
-                mac: mac_addr,
-                permanent: permanent(n.header.state),
-            });
-        }
-    }
+    let entries = neighbour_entries(nl, AddressFamily::Inet, index, "raven0 neighbours").await?;
+    let mut out: Vec<NeighbourEntry> = entries
+        .into_iter()
+        .filter_map(|(mac, ip, permanent)| {
+            Some(NeighbourEntry {
+                ip: ip?,
+                mac,
+                permanent,
+            })
+        })
+        .collect();
     out.sort();
     Ok(out)
 }
