@@ -21,6 +21,7 @@ pub mod plugin;
 pub mod require;
 pub mod stats;
 pub mod vm;
+pub mod xfrm;
 
 pub use cni_env::{CniEnv, CniEnvBuilder, CniOutput, Pod};
 pub use error::{Context, Error, Result};

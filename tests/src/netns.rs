@@ -77,6 +77,26 @@ impl Netns {
         cmd::run_ok(&argv)
     }
 
+    /// Runs `f` on a new thread that entered this namespace, so the sockets `f` opens (netlink
+    /// included) live in it; a panic in `f` propagates to the caller.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::os::fd::AsRawFd;
+        let path = self.path();
+        let handle = std::thread::spawn(move || -> Result<T> {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| Error::new(format!("opening {}: {e}", path.display())))?;
+            // SAFETY: setns(2) on a valid namespace fd, for this thread only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(Error::new(format!("setns {}: {e}", path.display())));
+            }
+            Ok(f())
+        });
+        handle
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     /// Deletes the namespace now (idempotent); the value keeps its name and path.
     pub fn delete(&self) -> Result<()> {
         if !self.exists() {

@@ -29,6 +29,7 @@ pub mod error;
 pub mod ipsec;
 pub mod kernel_wg;
 pub mod key;
+pub mod nlsock;
 pub mod peers;
 pub mod userspace;
 

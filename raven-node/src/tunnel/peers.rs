@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use ipnetwork::IpNetwork;
 
+use super::error::TunnelError;
 use super::key::decode_key;
 use crate::plan::TunnelPlan;
 
@@ -72,6 +73,22 @@ impl std::fmt::Display for SkipReason {
             Self::Unusable(why) => f.write_str(why),
         }
     }
+}
+
+/// [`desired_peers`] for a WireGuard driver: refuses a plan made for another driver (both
+/// WireGuard drivers share this check, the IPsec driver has its own).
+pub fn wireguard_peers(
+    plan: &TunnelPlan,
+    own_public: &[u8; 32],
+    keepalive_secs: u16,
+) -> Result<(Vec<DesiredPeer>, Vec<Skipped>), TunnelError> {
+    if plan.driver != crate::plan::TunnelDriver::WireGuard {
+        return Err(TunnelError::Plan(format!(
+            "plan is for {:?}, this driver speaks WireGuard",
+            plan.driver
+        )));
+    }
+    Ok(desired_peers(plan, own_public, keepalive_secs))
 }
 
 /// The peers to configure and the ones left out, in plan order (sorted by gateway).

@@ -18,9 +18,8 @@ use super::{Ctx, Scenario};
 use crate::error::{Context, Error, Result};
 use crate::lab::{Lab, LabOptions};
 use crate::netns::Netns;
+use crate::xfrm::{self, OUR_IF_ID, argv, blocks, ours};
 
-/// `if_id` of the driver (`raven_node::tunnel::ipsec::IF_ID`) as `ip xfrm` prints it.
-const OUR_IF_ID: &str = "if_id 0x524156";
 /// The gateways of the lab.
 const GATEWAYS: [&str; 3] = ["cloud-1", "edge-a-1", "edge-b-1"];
 
@@ -123,24 +122,6 @@ fn policies(ns: &Netns) -> Result<Vec<String>> {
     Ok(blocks(&text))
 }
 
-/// Splits `ip xfrm` output into objects: a block starts at an unindented line.
-fn blocks(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if !line.starts_with([' ', '\t']) || out.is_empty() {
-            out.push(String::new());
-        }
-        let last = out.last_mut().expect("pushed above");
-        last.push_str(line.trim_end());
-        last.push('\n');
-    }
-    out
-}
-
-fn ours(blocks: &[String]) -> Vec<&String> {
-    blocks.iter().filter(|b| b.contains(OUR_IF_ID)).collect()
-}
-
 /// SPIs (from `spi 0x...`) of our states.
 fn our_spis(ns: &Netns) -> Result<Vec<u32>> {
     Ok(ours(&states(ns)?)
@@ -189,7 +170,7 @@ fn pod_to_pod(ctx: &mut Ctx) -> Result<()> {
     converge(lab, &ALL_PAIRS, Duration::from_secs(90))?;
     for gw in GATEWAYS {
         let dev = ns(lab, gw)?.ip(&["-d", "link", "show", "raven-ipsec0"])?;
-        if !dev.contains("xfrm") || !dev.contains("if_id 0x524156") {
+        if !dev.contains("xfrm") || !dev.contains(OUR_IF_ID) {
             return Err(Error::new(format!(
                 "{gw}: raven-ipsec0 is not our xfrm link: {dev}"
             )));
@@ -465,106 +446,35 @@ fn cleanup(ctx: &mut Ctx) -> Result<()> {
     converge(lab, &ALL_PAIRS[..2], Duration::from_secs(90))?;
     let i = lab.node_index("edge-a-1")?;
     let n = ns(lab, "edge-a-1")?;
-    let key = "0x0102030405060708090a0b0c0d0e0f1011121314";
-    let seeds: [&[&str]; 4] = [
-        &[
-            "xfrm",
-            "state",
-            "add",
-            "src",
-            "192.0.2.1",
-            "dst",
-            "192.0.2.2",
-            "proto",
-            "esp",
-            "spi",
-            "0x4242",
-            "reqid",
-            "7",
-            "mode",
-            "tunnel",
-            "aead",
-            "rfc4106(gcm(aes))",
-            key,
-            "128",
-        ],
-        &[
-            "xfrm",
-            "state",
-            "add",
-            "src",
-            "192.0.2.1",
-            "dst",
-            "192.0.2.3",
-            "proto",
-            "esp",
-            "spi",
-            "0x4243",
-            "reqid",
-            "8",
-            "mode",
-            "tunnel",
-            "aead",
-            "rfc4106(gcm(aes))",
-            key,
-            "128",
-            "if_id",
-            "99",
-        ],
-        &[
-            "xfrm",
-            "policy",
-            "add",
-            "src",
+    let seeds = [
+        xfrm::state_add("192.0.2.1", "192.0.2.2", 0x4242, 7, None, false),
+        xfrm::state_add("192.0.2.1", "192.0.2.3", 0x4243, 8, Some(99), false),
+        xfrm::policy_add(
             "10.99.0.0/16",
-            "dst",
             "10.98.0.0/16",
-            "dir",
             "out",
-            "tmpl",
-            "src",
             "192.0.2.1",
-            "dst",
             "192.0.2.2",
-            "proto",
-            "esp",
-            "reqid",
-            "7",
-            "mode",
-            "tunnel",
-        ],
-        &[
-            "xfrm",
-            "policy",
-            "add",
-            "src",
+            7,
+            None,
+        ),
+        xfrm::policy_add(
             "10.99.0.0/16",
-            "dst",
             "10.97.0.0/16",
-            "dir",
             "out",
-            "tmpl",
-            "src",
             "192.0.2.1",
-            "dst",
             "192.0.2.3",
-            "proto",
-            "esp",
-            "reqid",
-            "8",
-            "mode",
-            "tunnel",
-            "if_id",
-            "99",
-        ],
+            8,
+            Some(99),
+        ),
     ];
-    for s in seeds {
-        n.ip(s)?;
+    for s in &seeds {
+        n.ip(&argv(s))?;
     }
     let foreign = |n: &Netns| -> Result<(Vec<String>, Vec<String>)> {
         let f = |b: Vec<String>| -> Vec<String> {
-            b.into_iter()
-                .filter(|x| !x.contains(OUR_IF_ID))
+            xfrm::foreign(b)
+                .into_iter()
                 .map(|x| {
                     // Drop the counter lines, which change with time.
                     x.lines()

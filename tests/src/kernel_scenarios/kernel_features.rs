@@ -5,6 +5,7 @@
 use super::{Ctx, Scenario};
 use crate::error::Result;
 use crate::netns::Netns;
+use crate::xfrm::{self, argv};
 
 /// Registration.
 pub const SCENARIO: Scenario = Scenario {
@@ -17,31 +18,13 @@ fn run(_ctx: &mut Ctx) -> Result<()> {
     let ns = Netns::new("kfeat")?;
     ns.ip(&["link", "add", "wg-probe", "type", "wireguard"])?;
     ns.ip(&["link", "add", "xfrm-probe", "type", "xfrm", "if_id", "7"])?;
-    ns.ip(&[
-        "xfrm",
-        "state",
-        "add",
-        "src",
+    ns.ip(&argv(&xfrm::state_add(
         "192.0.2.1",
-        "dst",
         "192.0.2.2",
-        "proto",
-        "esp",
-        "spi",
-        "0x100",
-        "reqid",
-        "1",
-        "mode",
-        "tunnel",
-        "aead",
-        "rfc4106(gcm(aes))",
-        "0x0102030405060708090a0b0c0d0e0f1011121314",
-        "128",
-        "encap",
-        "espinudp",
-        "4500",
-        "4500",
-        "0.0.0.0",
-    ])?;
+        0x100,
+        1,
+        None,
+        true,
+    )))?;
     Ok(())
 }

@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkDeserializable,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NetlinkDeserializable, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
@@ -30,10 +29,11 @@ use netlink_packet_xfrm::{
     Address, AlgAead, EncapTmpl, Id, ReplayEsn, Selector, UserPolicyId, UserPolicyInfo, UserSaId,
     UserSaInfo, UserTemplate, XfrmAttrs, XfrmMessage,
 };
-use netlink_sys::{Socket, SocketAddr, protocols};
+use netlink_sys::protocols;
 
 use super::keys::{AEAD_KEY_LEN, AeadKey};
 use super::plan::{Policy, PolicyDir, PolicyId, Sa, SaId};
+use crate::tunnel::nlsock::NlSocket;
 
 /// The AEAD: AES-256-GCM with a 16-byte ICV, as RFC 4106 ESP.
 const AEAD_NAME: &str = "rfc4106(gcm(aes))";
@@ -45,16 +45,14 @@ pub const REPLAY_WINDOW: u32 = 128;
 /// An open netlink socket of one family in the caller's network namespace.
 #[derive(Debug)]
 pub struct Nl {
-    socket: Socket,
-    seq: u32,
+    socket: NlSocket,
 }
 
 impl Nl {
     fn open(protocol: isize) -> io::Result<Self> {
-        let mut socket = Socket::new(protocol)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket: NlSocket::open(protocol)?,
+        })
     }
 
     /// `NETLINK_XFRM`.
@@ -72,45 +70,8 @@ impl Nl {
     where
         I: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
-        self.seq = self.seq.wrapping_add(1);
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut header = NetlinkHeader::default();
-        // Non-dump requests always ask for the ack: it ends the answer (a GET's reply alone
-        // would leave us waiting).
-        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
-        header.sequence_number = self.seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
-        msg.finalize();
-        let mut buf = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-        let mut out = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let reply = NetlinkMessage::<I>::deserialize(&data[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = reply.header.length as usize;
-                if len == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "netlink reply of length 0",
-                    ));
-                }
-                offset += (len + 3) & !3;
-                if reply.header.sequence_number != self.seq {
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::Error(_) if !dump => return Ok(out),
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    _ => {}
-                }
-            }
-        }
+        self.socket.request(payload, flags & !NLM_F_DUMP, dump)
     }
 
     /// Sends a request that expects only an ack.

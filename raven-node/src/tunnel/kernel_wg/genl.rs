@@ -15,7 +15,7 @@ use netlink_packet_wireguard::{
 };
 
 use super::diff::{DeviceChange, ObservedDevice, ObservedPeer, PeerChange};
-use super::nl::NlSocket;
+use crate::tunnel::nlsock::NlSocket;
 
 /// A generic-netlink socket with the resolved `wireguard` family id.
 #[derive(Debug)]

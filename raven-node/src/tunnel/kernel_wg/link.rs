@@ -6,7 +6,7 @@ use std::io;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 
-use super::nl::NlSocket;
+use crate::tunnel::nlsock::NlSocket;
 
 /// What we see of a link with our device name.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,19 +18,18 @@
 pub mod diff;
 pub mod genl;
 pub mod link;
-pub mod nl;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 
 use super::key::KeyFile;
-use super::peers::{DesiredPeer, desired_peers};
+use super::peers::{DesiredPeer, wireguard_peers};
 use super::{DriverKind, DriverOptions, DriverReport, PeerStats, TunnelDriver, TunnelError};
 use crate::plan::TunnelPlan;
+use crate::tunnel::nlsock::NlSocket;
 use diff::{Desired, PeerChange};
 use genl::WgGenl;
-use nl::NlSocket;
 
 /// Kernel WireGuard over netlink.
 #[derive(Debug)]
@@ -116,17 +115,11 @@ impl TunnelDriver for KernelWireGuard {
             self.device = None;
             return Ok(report);
         };
-        if plan.driver != crate::plan::TunnelDriver::WireGuard {
-            return Err(TunnelError::Plan(format!(
-                "plan is for {:?}, this driver speaks WireGuard",
-                plan.driver
-            )));
-        }
-        let (desired, skipped) = desired_peers(
+        let (desired, skipped) = wireguard_peers(
             plan,
             self.key.public().as_bytes(),
             self.options.keepalive_secs,
-        );
+        )?;
         report.skipped = skipped;
         if let Some(old) = self.device.clone()
             && old != plan.device

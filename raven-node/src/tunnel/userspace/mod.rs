@@ -28,7 +28,7 @@ use table::{Entry, PeerState, PeerTable};
 use tun::Tun;
 
 use super::key::KeyFile;
-use super::peers::{DesiredPeer, desired_peers};
+use super::peers::{DesiredPeer, wireguard_peers};
 use super::{DriverOptions, DriverReport, PeerStats, TunnelDriver, TunnelError};
 use crate::plan::TunnelPlan;
 
@@ -278,17 +278,11 @@ impl TunnelDriver for UserspaceWireGuard {
             report.device_removed = self.teardown(&name)?;
             return Ok(report);
         };
-        if plan.driver != crate::plan::TunnelDriver::WireGuard {
-            return Err(TunnelError::Plan(format!(
-                "plan is for {:?}, this driver speaks WireGuard",
-                plan.driver
-            )));
-        }
-        let (desired, skipped) = desired_peers(
+        let (desired, skipped) = wireguard_peers(
             plan,
             self.key.public().as_bytes(),
             self.options.keepalive_secs,
-        );
+        )?;
         report.skipped = skipped;
 
         // A renamed device: the old one is ours, remove it first.

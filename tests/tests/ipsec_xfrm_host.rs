@@ -6,26 +6,28 @@
 //! filter, updated atomically and deleted, and `cleanup` of a fresh driver removes only ours
 //! while seeded foreign policies (global and with another `if_id`) stay byte for byte.
 
-mod dataplane_support;
-
-use std::fs::File;
-
-use dataplane_support::Ns;
 use raven_node::tunnel::ipsec::netlink::{self, Nl};
 use raven_node::tunnel::ipsec::plan::{Policy, PolicyDir, PolicyId};
 use raven_node::tunnel::ipsec::{IF_ID, Ipsec};
 use raven_node::tunnel::{DriverOptions, TunnelDriver};
+use raven_tests::netns::Netns;
+use raven_tests::require::require_root;
+use raven_tests::xfrm::{self, argv};
 
-/// Runs `f` in a thread that entered namespace `ns`.
-fn in_ns<T: Send + 'static>(ns: &Ns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("netns file opens");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+/// A fresh namespace for one test (root required: fails, never skips).
+fn namespace(tag: &str) -> Netns {
+    require_root();
+    Netns::new(tag).expect("netns")
+}
+
+/// `ip -n <ns> ...`, panicking with the command's error.
+fn ip(ns: &Netns, args: &[&str]) -> String {
+    ns.ip(args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
+}
+
+/// Runs `f` in a thread inside `ns`.
+fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    ns.run_in(f).expect("entering the namespace")
 }
 
 fn policy(dir: PolicyDir, src: &str, dst: &str, reqid: u32) -> Policy {
@@ -47,94 +49,49 @@ fn policy(dir: PolicyDir, src: &str, dst: &str, reqid: u32) -> Policy {
 }
 
 /// `ip xfrm policy` blocks that are not ours.
-fn foreign(ns: &Ns) -> Vec<String> {
-    let text = ns.ip(&["xfrm", "policy"]);
-    let mut blocks: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if !line.starts_with([' ', '\t']) || blocks.is_empty() {
-            blocks.push(String::new());
-        }
-        let b = blocks.last_mut().expect("pushed");
-        b.push_str(line);
-        b.push('\n');
-    }
-    blocks.retain(|b| !b.contains("if_id 0x524156"));
-    blocks
+fn foreign(ns: &Netns) -> Vec<String> {
+    xfrm::foreign(xfrm::blocks(&ip(ns, &["xfrm", "policy"])))
 }
 
-fn seed_foreign(ns: &Ns) {
-    ns.ip(&[
-        "xfrm",
-        "policy",
-        "add",
-        "src",
-        "10.99.0.0/16",
-        "dst",
-        "10.98.0.0/16",
-        "dir",
-        "out",
-        "tmpl",
-        "src",
-        "192.0.2.1",
-        "dst",
-        "192.0.2.2",
-        "proto",
-        "esp",
-        "reqid",
-        "7",
-        "mode",
-        "tunnel",
-    ]);
-    // Same selector as one of ours, another if_id: must stay distinct.
-    ns.ip(&[
-        "xfrm",
-        "policy",
-        "add",
-        "src",
-        "0.0.0.0/0",
-        "dst",
-        "10.2.0.0/16",
-        "dir",
-        "out",
-        "tmpl",
-        "src",
-        "192.0.2.1",
-        "dst",
-        "192.0.2.3",
-        "proto",
-        "esp",
-        "reqid",
-        "8",
-        "mode",
-        "tunnel",
-        "if_id",
-        "99",
-    ]);
-    ns.ip(&[
-        "xfrm",
-        "policy",
-        "add",
-        "src",
-        "10.2.0.0/16",
-        "dst",
-        "0.0.0.0/0",
-        "dir",
-        "fwd",
-        "tmpl",
-        "src",
-        "192.0.2.3",
-        "dst",
-        "192.0.2.1",
-        "proto",
-        "esp",
-        "mode",
-        "tunnel",
-    ]);
+/// A global policy, one with our selector but another `if_id`, and a global `fwd` policy.
+fn seed_foreign(ns: &Netns) {
+    for args in [
+        xfrm::policy_add(
+            "10.99.0.0/16",
+            "10.98.0.0/16",
+            "out",
+            "192.0.2.1",
+            "192.0.2.2",
+            7,
+            None,
+        ),
+        // Same selector as one of ours, another if_id: must stay distinct.
+        xfrm::policy_add(
+            "0.0.0.0/0",
+            "10.2.0.0/16",
+            "out",
+            "192.0.2.1",
+            "192.0.2.3",
+            8,
+            Some(99),
+        ),
+        xfrm::policy_add(
+            "10.2.0.0/16",
+            "0.0.0.0/0",
+            "fwd",
+            "192.0.2.3",
+            "192.0.2.1",
+            0,
+            None,
+        ),
+    ] {
+        ip(ns, &argv(&args));
+    }
 }
 
 #[test]
 fn policies_round_trip_update_and_only_ours_are_touched() {
-    let ns = Ns::new("ipsecpol");
+    let ns = namespace("ipsecpol");
     seed_foreign(&ns);
     let before = foreign(&ns);
     assert_eq!(before.len(), 3, "{before:?}");
@@ -178,7 +135,7 @@ fn policies_round_trip_update_and_only_ours_are_touched() {
     });
     assert_eq!(after.len(), 3);
     assert!(after.contains(&switched), "{after:?}");
-    let text = ns.ip(&["xfrm", "policy"]);
+    let text = ip(&ns, &["xfrm", "policy"]);
     assert!(
         text.contains(&format!("reqid {}", 0x1234_5672u32)),
         "{text}"
@@ -204,17 +161,20 @@ fn policies_round_trip_update_and_only_ours_are_touched() {
 #[test]
 fn cleanup_refuses_nothing_and_keeps_a_foreign_link_of_our_name() {
     // A non-xfrm link called like our device is not ours: cleanup leaves it.
-    let ns = Ns::new("ipsecdev");
-    ns.ip(&[
-        "link",
-        "add",
-        "raven-ipsec0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "x0",
-    ]);
+    let ns = namespace("ipsecdev");
+    ip(
+        &ns,
+        &[
+            "link",
+            "add",
+            "raven-ipsec0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "x0",
+        ],
+    );
     let state = tempfile::tempdir().expect("tempdir");
     let mut options = DriverOptions::new(state.path());
     options.device = "raven-ipsec0".into();
@@ -222,5 +182,8 @@ fn cleanup_refuses_nothing_and_keeps_a_foreign_link_of_our_name() {
         let mut driver = Ipsec::new(options).expect("driver");
         driver.cleanup().expect("cleanup");
     });
-    assert!(ns.link("raven-ipsec0").is_some(), "foreign link kept");
+    assert!(
+        ns.ip(&["link", "show", "dev", "raven-ipsec0"]).is_ok(),
+        "foreign link kept"
+    );
 }

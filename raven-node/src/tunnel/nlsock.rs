@@ -1,5 +1,6 @@
-//! A minimal synchronous netlink request/response helper over `netlink-sys`, for the kernel
-//! WireGuard driver's rtnetlink and generic-netlink messages.
+//! A minimal synchronous netlink request/response helper over `netlink-sys`, shared by the
+//! kernel tunnel drivers: rtnetlink and generic netlink for kernel WireGuard, rtnetlink and
+//! `NETLINK_XFRM` for IPsec.
 //!
 //! The tunnel trait is synchronous and a request here is one round trip, so a blocking socket
 //! per driver is simpler than an async connection on a runtime (and keeps the socket in the
@@ -8,8 +9,8 @@
 use std::io;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable,
 };
 use netlink_sys::{Socket, SocketAddr};
 
@@ -21,7 +22,8 @@ pub struct NlSocket {
 }
 
 impl NlSocket {
-    /// Opens and binds a socket of `protocol` (`NETLINK_ROUTE`, `NETLINK_GENERIC`).
+    /// Opens and binds a socket of `protocol` (`NETLINK_ROUTE`, `NETLINK_GENERIC`,
+    /// `NETLINK_XFRM`).
     pub fn open(protocol: isize) -> io::Result<Self> {
         let mut socket = Socket::new(protocol)?;
         socket.bind_auto()?;
@@ -37,12 +39,14 @@ impl NlSocket {
     pub fn request<T>(&mut self, payload: T, extra_flags: u16, dump: bool) -> io::Result<Vec<T>>
     where
         T: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
-        NetlinkPayload<T>: From<T>,
     {
         self.seq = self.seq.wrapping_add(1);
-        let mut msg = NetlinkMessage::from(payload);
-        msg.header.flags = NLM_F_REQUEST | extra_flags | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-        msg.header.sequence_number = self.seq;
+        let mut header = NetlinkHeader::default();
+        // Non-dump requests always ask for the ack: it ends the answer (a GET's reply alone
+        // would leave us waiting).
+        header.flags = NLM_F_REQUEST | extra_flags | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
         msg.finalize();
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut buf);
