@@ -303,9 +303,9 @@ async fn serving_certificate_and_client_ca_rotate_without_dropping_connections()
     let seen = env.kubelet.requests();
     assert!(
         seen.len() >= 4
-            && seen
-                .iter()
-                .all(|h| h.to_ascii_lowercase().contains(&format!("host: {NODE}:{PORT}"))),
+            && seen.iter().all(|h| h
+                .to_ascii_lowercase()
+                .contains(&format!("host: {NODE}:{PORT}"))),
         "{seen:?}"
     );
     let refused = seen.len();

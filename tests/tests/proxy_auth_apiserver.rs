@@ -349,7 +349,8 @@ fn pods_route_kubelet_paths(
             let (status, text) = get(path).await;
             assert_eq!(status, 200, "{path}: {text}");
             assert!(
-                text.contains(&format!("Host: {POD_NODE}:{kubelet_port}")),
+                text.to_ascii_lowercase()
+                    .contains(&format!("host: {POD_NODE}:{kubelet_port}")),
                 "{path} must reach the Pod's node on the kubelet port: {text}"
             );
         }

@@ -12,7 +12,7 @@
 //! are token users `system:node:<name>` in `system:nodes`, bound to raven-node's ClusterRole.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,7 @@ struct Node {
     metrics: ProxyMetrics,
     settings: CsrSettings,
     name: &'static str,
+    ip: IpAddr,
 }
 
 impl Node {
@@ -149,6 +150,7 @@ impl Node {
             metrics,
             settings,
             name,
+            ip: listen.ip(),
         }
     }
 
@@ -160,6 +162,9 @@ impl Node {
     fn cert(&self, kind: CertKind) -> KubeCertConfig {
         let mut c = KubeCertConfig::new(self.name, kind, &self.settings.dir);
         c.renew_fraction = RENEW_FRACTION;
+        // What the server certificate must name (public IP = private IP here).
+        c.dns_names = vec![self.name.to_owned()];
+        c.ips = vec![self.ip];
         c
     }
 
