@@ -19,6 +19,9 @@ use crate::proxy::front::{
 };
 use crate::proxy::pods_kube::{KubePodLocator, PodCacheTtl};
 
+/// Kubernetes mode's token checks and Pod routing (both `None` otherwise).
+type KubeServices = (Option<Arc<dyn Authenticator>>, Option<Arc<dyn PodLocator>>);
+
 /// How often the serving certificate files are checked for a rotation.
 pub const CERT_RELOAD: Duration = Duration::from_secs(5);
 
@@ -107,10 +110,7 @@ pub fn start(
 ) -> Result<FrontHandle, RunError> {
     let config = front_config(settings)?;
     rt.block_on(async move {
-        let (authenticator, pod_locator): (
-            Option<Arc<dyn Authenticator>>,
-            Option<Arc<dyn PodLocator>>,
-        ) = match kube {
+        let (authenticator, pod_locator): KubeServices = match kube {
             Some(access) => {
                 let client = super::lease::client(access)
                     .await
