@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use raven_api::nodestate::{DEFAULT_CNI_DATA_DIR, DEFAULT_NODE_STATE_FILE};
 use raven_node::daemon::engine::Timing;
+use raven_node::daemon::proxy_certs::CsrSettings;
 use raven_node::daemon::proxy_front::FrontSettings;
 use raven_node::daemon::{Config, SourceConfig};
 use raven_node::plan::{self, Options, TunnelDriver};
@@ -219,8 +220,18 @@ struct Common {
     /// per Gateway).
     #[arg(long, env = "RAVEN_PROXY")]
     proxy: bool,
+    /// Where the proxy's certificates come from: `files` (`--proxy-cert-dir` etc., watched for
+    /// rotation), `csr` (Kubernetes mode: requested from the CSR API for Raven's signers,
+    /// signed by raven-controller, renewed before expiry, written to `--proxy-cert-dir`), or
+    /// `auto` (`csr` in Kubernetes mode, `files` with --gateways-dir).
+    #[arg(long, env = "RAVEN_PROXY_CERTS", value_enum, default_value = "auto")]
+    proxy_certs: CertSource,
+    /// CSR mode: renew a certificate once this fraction of its lifetime has passed.
+    #[arg(long, env = "RAVEN_PROXY_CERT_RENEW_FRACTION", default_value_t = 2.0 / 3.0)]
+    proxy_cert_renew_fraction: f64,
     /// Directory with the proxy's `tls.crt`, `tls.key`, `ca.crt` (watched for rotation);
-    /// `--proxy-cert/--proxy-key/--proxy-ca` override single files.
+    /// `--proxy-cert/--proxy-key/--proxy-ca` override single files. CSR mode writes
+    /// `proxy-{client,server}-current.pem` and `proxy-{client,server}-ca.crt` here.
     #[arg(
         long,
         env = "RAVEN_PROXY_CERT_DIR",
@@ -252,8 +263,13 @@ struct Common {
     /// 1 s) drops the tunnel.
     #[arg(long, env = "RAVEN_PROXY_KEEPALIVE_SECONDS", default_value_t = 10)]
     proxy_keepalive_seconds: u64,
-    /// Proxy front side (with --proxy, on proxy servers): HTTPS listener for cloud callers. The
-    /// front side runs when --proxy-front-cert or --proxy-front-http is given.
+    /// Serve the proxy front side (with --proxy, on proxy servers). Implied by
+    /// --proxy-front-cert and --proxy-front-http; in CSR mode the HTTPS listener serves the
+    /// proxy server certificate unless --proxy-front-cert is given.
+    #[arg(long, env = "RAVEN_PROXY_FRONT")]
+    proxy_front: bool,
+    /// HTTPS listener of the front side for cloud callers. Serving certificate files are
+    /// re-read when they change (rotation without a restart).
     #[arg(long, env = "RAVEN_PROXY_FRONT_HTTPS", default_value = "0.0.0.0:10263")]
     proxy_front_https: SocketAddr,
     /// Plain HTTP listener of the front side (bearer tokens only: Kubernetes mode); off by
@@ -290,6 +306,50 @@ struct Common {
     cni_conf_dir: PathBuf,
 }
 
+/// `--proxy-certs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CertSource {
+    /// CSR in Kubernetes mode, files in standalone mode.
+    Auto,
+    /// PEM files.
+    Files,
+    /// The CSR API (Kubernetes mode only).
+    Csr,
+}
+
+/// CSR mode's settings when it applies (`--proxy` and the certificate source resolves to
+/// CSR); an error for CSR asked in standalone mode or a bad renewal fraction.
+fn csr_settings(c: &Common) -> Result<Option<CsrSettings>, String> {
+    let kubernetes = c.gateways_dir.is_none();
+    let csr = match c.proxy_certs {
+        CertSource::Files => false,
+        CertSource::Auto => kubernetes,
+        CertSource::Csr if !kubernetes => {
+            return Err("--proxy-certs csr needs Kubernetes mode (not --gateways-dir)".to_owned());
+        }
+        CertSource::Csr => true,
+    };
+    if !c.proxy || !csr {
+        return Ok(None);
+    }
+    let f = c.proxy_cert_renew_fraction;
+    if !(f > 0.0 && f < 1.0) {
+        return Err(format!(
+            "--proxy-cert-renew-fraction {f}: must be between 0 and 1 (exclusive)"
+        ));
+    }
+    if c.proxy_cert.is_some() || c.proxy_key.is_some() || c.proxy_ca.is_some() {
+        return Err(
+            "--proxy-cert/--proxy-key/--proxy-ca are files-mode flags; pass --proxy-certs files \
+             (CSR mode writes its own files into --proxy-cert-dir)"
+                .to_owned(),
+        );
+    }
+    let mut s = CsrSettings::new(c.proxy_cert_dir.clone());
+    s.renew_fraction = f;
+    Ok(Some(s))
+}
+
 fn parse_mac_prefix(s: &str) -> Result<[u8; 2], String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [a, b] = parts.as_slice() else {
@@ -324,8 +384,13 @@ fn config(c: &Common) -> Result<Config, String> {
         protected_prefixes: c.protected_prefixes.clone(),
     };
     let resync = Duration::from_secs(c.resync_seconds);
-    let proxy = c.proxy.then(|| proxy_config(c)).transpose()?;
-    let proxy_front = front_settings(c)?;
+    let proxy_csr = csr_settings(c)?;
+    let mut proxy = c.proxy.then(|| proxy_config(c)).transpose()?;
+    if let (Some(pc), Some(csr)) = (&mut proxy, &proxy_csr) {
+        pc.certs = csr.client_paths(&pc.node_name);
+        pc.server_certs = Some(csr.server_paths(&pc.node_name));
+    }
+    let proxy_front = front_settings(c, proxy_csr.as_ref())?;
     Ok(Config {
         node_name: c.node_name.clone().unwrap_or_default(),
         source: match &c.gateways_dir {
@@ -359,23 +424,43 @@ fn config(c: &Common) -> Result<Config, String> {
         }),
         proxy,
         proxy_front,
+        proxy_csr,
     })
 }
 
-/// The front side's settings: on when a serving certificate or the plain HTTP listener is
-/// asked for (proxy servers); needs --proxy.
-fn front_settings(c: &Common) -> Result<Option<FrontSettings>, String> {
-    if c.proxy_front_cert.is_none() && c.proxy_front_key.is_none() && c.proxy_front_http.is_none() {
+/// The front side's settings: on with --proxy-front, or when a serving certificate or the
+/// plain HTTP listener is asked for (proxy servers); needs --proxy. In CSR mode the HTTPS
+/// listener serves the proxy server certificate unless one is given.
+fn front_settings(c: &Common, csr: Option<&CsrSettings>) -> Result<Option<FrontSettings>, String> {
+    if !c.proxy_front
+        && c.proxy_front_cert.is_none()
+        && c.proxy_front_key.is_none()
+        && c.proxy_front_http.is_none()
+    {
         return Ok(None);
     }
     if !c.proxy {
         return Err("--proxy-front-* flags need --proxy".to_owned());
     }
+    let (cert, key) = match (&c.proxy_front_cert, &c.proxy_front_key, csr) {
+        (None, None, Some(csr)) if c.proxy_front => {
+            let p = csr.server_paths(c.node_name.as_deref().unwrap_or_default());
+            (Some(p.cert), Some(p.key))
+        }
+        (cert, key, _) => (cert.clone(), key.clone()),
+    };
+    if c.proxy_front && cert.is_none() && c.proxy_front_http.is_none() {
+        return Err(
+            "--proxy-front needs --proxy-front-cert/--proxy-front-key (or CSR mode, or \
+             --proxy-front-http)"
+                .to_owned(),
+        );
+    }
     Ok(Some(FrontSettings {
-        https: c.proxy_front_cert.is_some().then_some(c.proxy_front_https),
+        https: cert.is_some().then_some(c.proxy_front_https),
         http: c.proxy_front_http,
-        cert: c.proxy_front_cert.clone(),
-        key: c.proxy_front_key.clone(),
+        cert,
+        key,
         client_ca: c.proxy_front_client_ca.clone(),
         kubelet_ca: c.proxy_kubelet_ca.clone(),
         kubelet_client_cert: c.proxy_kubelet_client_cert.clone(),
@@ -686,5 +771,46 @@ mod tests {
         assert_eq!(f.kubelet_ca, Some(PathBuf::from("/k.crt")));
         let e = parse(&["--proxy-front-cert", "/f.crt"]).unwrap_err();
         assert!(e.contains("need --proxy"), "{e}");
+        // Standalone mode: files, whatever auto means; csr is refused there.
+        assert!(parse(&["--proxy"]).unwrap().proxy_csr.is_none());
+        let e = parse(&["--proxy", "--proxy-certs", "csr"]).unwrap_err();
+        assert!(e.contains("Kubernetes mode"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_mode_proxy_certificates_come_from_csrs() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["raven-node", "run", "--node-name", "n1"];
+            argv.extend_from_slice(extra);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Run(c) = cli.command else {
+                panic!("run expected")
+            };
+            config(&c)
+        };
+        let cfg = parse(&["--proxy", "--proxy-cert-dir", "/p", "--proxy-front"]).unwrap();
+        let csr = cfg.proxy_csr.expect("auto is csr in Kubernetes mode");
+        assert_eq!(csr.dir, PathBuf::from("/p"));
+        let pc = cfg.proxy.unwrap();
+        assert_eq!(pc.certs.cert, PathBuf::from("/p/proxy-client-current.pem"));
+        assert_eq!(pc.certs.ca, PathBuf::from("/p/proxy-client-ca.crt"));
+        let server = pc.server_certs.expect("separate server material");
+        assert_eq!(server.key, PathBuf::from("/p/proxy-server-current.pem"));
+        let f = cfg.proxy_front.expect("front on");
+        assert_eq!(f.cert, Some(PathBuf::from("/p/proxy-server-current.pem")));
+        assert_eq!(f.https, Some("0.0.0.0:10263".parse().unwrap()));
+        // Explicit files mode keeps tls.crt & co; no proxy, no CSR.
+        let cfg = parse(&["--proxy", "--proxy-certs", "files"]).unwrap();
+        assert!(cfg.proxy_csr.is_none());
+        assert!(cfg.proxy.unwrap().server_certs.is_none());
+        assert!(parse(&[]).unwrap().proxy_csr.is_none());
+        for bad in ["0", "1", "1.5", "NaN"] {
+            let e = parse(&["--proxy", "--proxy-cert-renew-fraction", bad]).unwrap_err();
+            assert!(e.contains("--proxy-cert-renew-fraction"), "{e}");
+        }
+        let e = parse(&["--proxy", "--proxy-cert", "/c.pem"]).unwrap_err();
+        assert!(e.contains("--proxy-certs files"), "{e}");
+        let e = parse(&["--proxy", "--proxy-certs", "files", "--proxy-front"]).unwrap_err();
+        assert!(e.contains("--proxy-front needs"), "{e}");
     }
 }

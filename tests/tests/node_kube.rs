@@ -1,5 +1,6 @@
 //! `raven-node` against a real kube-apiserver 1.20.2: the per-node health Lease (both modes)
-//! and the Kubernetes Gateway source with its endpoint write-back (public key, public IP).
+//! and the Kubernetes Gateway source with its endpoint write-back (public key, public IP), and
+//! with `--proxy`, the proxy client certificate requested through the CSR API.
 //!
 //! The daemon runs inside a fresh network namespace (its data plane touches nothing on the
 //! host) with the identity of the `raven-node` ServiceAccount (a token user), so the manifests
@@ -348,7 +349,11 @@ fn kube_mode_watches_gateways_publishes_the_key_and_renews_the_lease() {
     assert!(out.status.success(), "{out:?}");
     let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(key.len(), 44, "base64 WireGuard key: {key:?}");
-    let daemon = s.start(&[]);
+    // Proxy mode on: in Kubernetes mode the daemon requests its proxy client certificate
+    // through the CSR API (no controller here: the request stays pending, which must not
+    // disturb anything else).
+    let certs = s.path("proxy");
+    let daemon = s.start(&["--proxy", "--proxy-cert-dir", &certs]);
     let (_, took) = wait_for(
         Duration::from_secs(30),
         "publicKey in the Gateway spec",
@@ -382,6 +387,36 @@ fn kube_mode_watches_gateways_publishes_the_key_and_renews_the_lease() {
     // No write when nothing changed: the patch's own watch event did not cause another one.
     assert_eq!(rv(&s), before, "the Gateway was written again");
     assert!(s.log_text().contains("Kubernetes mode"), "{}", s.log_text());
+    // The CSR the daemon submitted: client signer and usages, as raven-node's identity; no
+    // server certificate for a node that is no tunnel server.
+    let (csrs, _) = wait_for(Duration::from_secs(20), "the proxy client CSR", || {
+        let list = s
+            .api
+            .get_json("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+            .map_err(|e| e.to_string())?
+            .ok_or("no CSR list")?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok((!items.is_empty()).then_some(items))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- raven-node log ---\n{}", s.log_text()));
+    let csr = &csrs[0];
+    assert_eq!(csrs.len(), 1, "{csrs:?}");
+    assert_eq!(
+        csr["spec"]["signerName"], "raven.openyurt.io/proxy-client",
+        "{csr}"
+    );
+    assert_eq!(csr["spec"]["username"], sa_user().name.as_str(), "{csr}");
+    assert_eq!(
+        csr["spec"]["usages"],
+        json!(["digital signature", "client auth"]),
+        "{csr}"
+    );
+    assert!(
+        csr["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&format!("raven-proxy-client-{NODE}-"))),
+        "{csr}"
+    );
     drop(daemon);
     s.cleanup();
 }

@@ -12,6 +12,8 @@
 //! - [`status`]: `/status` and the `raven-node status` report.
 //! - [`mtu`]: observing the underlay MTU.
 //! - [`lease`]: the per-node health Lease raven-controller's election reads.
+//! - [`proxy_front`], [`proxy_certs`]: the proxy's front side and, in Kubernetes mode, its
+//!   certificates from the CSR API.
 //! - [`run`]: the loop, signals, graceful stop and `cleanup`.
 
 pub mod drivers;
@@ -23,6 +25,7 @@ pub mod kube_source;
 pub mod lease;
 pub mod metrics;
 pub mod mtu;
+pub mod proxy_certs;
 pub mod proxy_front;
 pub mod public_ip;
 pub mod publish;

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::lease::KubeAccess;
 use super::run::RunError;
@@ -14,8 +15,15 @@ use crate::proxy::Dialer;
 use crate::proxy::auth_kube::{CacheTtl, KubeTokenAuthenticator};
 use crate::proxy::front::{
     self, Authenticator, FrontConfig, FrontError, FrontHandle, FrontMetrics, FrontServices,
-    ServerTls, tls,
+    PodLocator, ServerTlsFiles, tls,
 };
+use crate::proxy::pods_kube::{KubePodLocator, PodCacheTtl};
+
+/// Kubernetes mode's token checks and Pod routing (both `None` otherwise).
+type KubeServices = (Option<Arc<dyn Authenticator>>, Option<Arc<dyn PodLocator>>);
+
+/// How often the serving certificate files are checked for a rotation.
+pub const CERT_RELOAD: Duration = Duration::from_secs(5);
 
 /// The front side's settings from the command line (`--proxy-front-*`, `--proxy-kubelet-*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,26 +53,20 @@ fn tls_error(e: FrontError) -> RunError {
     ))
 }
 
-/// The front's configuration from the settings (reads the certificate files).
+/// The front's configuration from the settings (reads the target-side certificate files;
+/// the serving files are read, and re-read on change, by the listener).
 pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
     let mut config = FrontConfig {
         https_addr: s.https,
         http_addr: s.http,
         ..FrontConfig::default()
     };
-    config.server_tls = match (&s.cert, &s.key) {
-        (Some(c), Some(k)) => Some(ServerTls {
-            cert: tls::static_cert(
-                tls::load_certs(c).map_err(tls_error)?,
-                tls::load_key(k).map_err(tls_error)?,
-            )
-            .map_err(tls_error)?,
-            client_ca: s
-                .client_ca
-                .as_deref()
-                .map(tls::load_certs)
-                .transpose()
-                .map_err(tls_error)?,
+    config.server_tls_files = match (&s.cert, &s.key) {
+        (Some(c), Some(k)) => Some(ServerTlsFiles {
+            cert: c.clone(),
+            key: k.clone(),
+            client_ca: s.client_ca.clone(),
+            interval: CERT_RELOAD,
         }),
         (None, None) => None,
         _ => {
@@ -97,7 +99,8 @@ pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
 }
 
 /// Starts the listeners on `rt` (the proxy's runtime) over `dialer`; in Kubernetes mode
-/// (`kube`) bearer tokens are checked with TokenReview and SubjectAccessReview.
+/// (`kube`) bearer tokens are checked with TokenReview and SubjectAccessReview, and kubelet
+/// streaming paths are routed by their Pod's node (a cached GET of the Pod).
 pub fn start(
     settings: &FrontSettings,
     rt: &tokio::runtime::Handle,
@@ -107,23 +110,29 @@ pub fn start(
 ) -> Result<FrontHandle, RunError> {
     let config = front_config(settings)?;
     rt.block_on(async move {
-        let authenticator: Option<Arc<dyn Authenticator>> = match kube {
+        let (authenticator, pod_locator): KubeServices = match kube {
             Some(access) => {
                 let client = super::lease::client(access)
                     .await
                     .map_err(|e| RunError(format!("proxy front: API client: {e}")))?;
-                Some(Arc::new(KubeTokenAuthenticator::new(
-                    client,
-                    Vec::new(),
-                    CacheTtl::default(),
-                )))
+                (
+                    Some(Arc::new(KubeTokenAuthenticator::new(
+                        client.clone(),
+                        Vec::new(),
+                        CacheTtl::default(),
+                    ))),
+                    Some(Arc::new(KubePodLocator::new(
+                        client,
+                        PodCacheTtl::default(),
+                    ))),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let services = FrontServices {
             dialer,
             authenticator,
-            pod_locator: None,
+            pod_locator,
             metrics,
         };
         front::start(config, services).await.map_err(|e| match e {

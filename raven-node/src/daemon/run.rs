@@ -73,6 +73,9 @@ pub struct Config {
     /// The proxy's front side (HTTPS/HTTP listeners for cloud callers, relayed over the
     /// tunnel); only with [`Config::proxy`]. `None`: no front side on this node.
     pub proxy_front: Option<super::proxy_front::FrontSettings>,
+    /// Kubernetes mode: the proxy's certificates from the CSR API (its file paths are already
+    /// in [`Config::proxy`] and [`Config::proxy_front`]); `None`: files.
+    pub proxy_csr: Option<super::proxy_certs::CsrSettings>,
 }
 
 /// Why the daemon stopped with an error.
@@ -232,6 +235,31 @@ pub fn run(config: Config) -> Result<(), RunError> {
         }
         None => None,
     };
+    // Kubernetes mode: the certificates the tunnel and the front wait for come from CSRs,
+    // requested on the proxy's runtime; the server certificate follows the Gateways.
+    let proxy_csr = match (&config.proxy_csr, &proxy) {
+        (Some(settings), Some(p)) => {
+            let (Some(rt), Some(access), SourceConfig::Kubernetes) =
+                (p.handle(), config.kube.as_ref(), &config.source)
+            else {
+                return Err(RunError(
+                    "proxy certificates from CSRs need Kubernetes mode and its API server"
+                        .to_owned(),
+                ));
+            };
+            let client = rt
+                .block_on(lease::client(access))
+                .map_err(|e| RunError(format!("proxy certificates: API client: {e}")))?;
+            tracing::info!(dir = %settings.dir.display(), "proxy certificates from the CSR API");
+            Some(super::proxy_certs::ProxyCsr::start(
+                rt,
+                client,
+                &config.node_name,
+                settings.clone(),
+            ))
+        }
+        _ => None,
+    };
     // The front side serves cloud callers over the tunnel's dialer (targets in this domain are
     // dialed directly, others through their gateway's tunnel), on the proxy's runtime.
     let _front = match (&config.proxy_front, &proxy, front_metrics) {
@@ -328,6 +356,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 gateways = snapshot.gateways;
                 if let Some(p) = &proxy {
                     p.update(&gateways);
+                }
+                if let Some(c) = &proxy_csr {
+                    c.update(&gateways);
                 }
                 have_snapshot = true;
                 due = true;
@@ -456,6 +487,7 @@ mod tests {
             cni: None,
             proxy: None,
             proxy_front: None,
+            proxy_csr: None,
         }
     }
 

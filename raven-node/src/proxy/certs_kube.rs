@@ -127,6 +127,16 @@ impl KubeCertConfig {
         self.dir.join(format!("proxy-{}-ca.crt", self.kind.word()))
     }
 
+    /// The files as the tunnel and the front side read them: certificate and key both from
+    /// the pair file (each reader takes the blocks of its kind), the CA bundle beside it.
+    pub fn cert_paths(&self) -> crate::proxy::tunnel::certs::CertPaths {
+        crate::proxy::tunnel::certs::CertPaths {
+            cert: self.pair_path(),
+            key: self.pair_path(),
+            ca: self.ca_path(),
+        }
+    }
+
     fn common_name(&self) -> String {
         format!("{}{}", self.kind.prefix(), self.node)
     }
@@ -212,6 +222,11 @@ pub fn current(cfg: &KubeCertConfig) -> Option<Issued> {
     if cn != cfg.common_name() {
         return None;
     }
+    if cfg.kind == CertKind::Server && sans_of(&cert) != wanted_sans(cfg) {
+        // The public IPs (or names) changed: a new certificate must carry the new set, or
+        // edge clients dialing a new address would refuse it (upstream openyurt#2191).
+        return None;
+    }
     let not_before = cert.validity().not_before.timestamp();
     let not_after = cert.validity().not_after.timestamp();
     if not_after <= now_unix() {
@@ -223,6 +238,42 @@ pub fn current(cfg: &KubeCertConfig) -> Option<Issued> {
         renew_at: renew_at(not_before, not_after, cfg.renew_fraction),
         serial: cert.raw_serial_as_string(),
     })
+}
+
+/// The subject alternative names a certificate carries, as a comparable set.
+fn sans_of(cert: &X509Certificate<'_>) -> std::collections::BTreeSet<String> {
+    use x509_parser::extensions::GeneralName;
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    out.insert(format!("dns:{d}"));
+                }
+                GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*b).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    out.insert(ip.map_or_else(|| "ip:?".to_owned(), |ip| format!("ip:{ip}")));
+                }
+                _ => {
+                    out.insert("other".to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The names `cfg` asks for, in the form of [`sans_of`].
+fn wanted_sans(cfg: &KubeCertConfig) -> std::collections::BTreeSet<String> {
+    cfg.dns_names
+        .iter()
+        .map(|d| format!("dns:{d}"))
+        .chain(cfg.ips.iter().map(|ip| format!("ip:{ip}")))
+        .collect()
 }
 
 /// A new key and the PEM CSR for `cfg`.

@@ -13,6 +13,7 @@
 pub mod auth_kube;
 pub mod certs_kube;
 pub mod front;
+pub mod pods_kube;
 pub mod tunnel;
 
 use std::future::Future;

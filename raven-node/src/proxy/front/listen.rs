@@ -17,10 +17,29 @@ use super::relay::{self, Conn, Shared};
 use super::sniff::{Sniff, Verdicts};
 use super::{FrontConfig, FrontError, identity};
 
+/// Where the HTTPS listener's TLS configuration comes from.
+#[derive(Clone)]
+pub enum TlsSource {
+    /// Fixed for the listener's lifetime.
+    Static(TlsAcceptor),
+    /// Re-read from files; each handshake takes the configuration current at accept, so a
+    /// rotation never touches established connections.
+    Reloading(Arc<super::ReloadingServerTls>),
+}
+
+impl TlsSource {
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        match self {
+            TlsSource::Static(a) => Some(a.clone()),
+            TlsSource::Reloading(r) => r.current().map(TlsAcceptor::from),
+        }
+    }
+}
+
 /// Binds `addr` and spawns its accept loop; TLS when `acceptor` is given.
 pub async fn spawn(
     addr: SocketAddr,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<TlsSource>,
     shared: Arc<Shared>,
     config: &FrontConfig,
 ) -> Result<(SocketAddr, JoinHandle<()>), FrontError> {
@@ -38,7 +57,7 @@ pub async fn spawn(
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<TlsSource>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     timeout: Duration,
@@ -64,7 +83,11 @@ async fn accept_loop(
             let _permit = permit;
             match acceptor {
                 None => serve(tcp, None, peer, shared, timeout).await,
-                Some(acceptor) => {
+                Some(source) => {
+                    let Some(acceptor) = source.acceptor() else {
+                        tracing::debug!(%peer, "proxy front: no serving certificate yet, closing");
+                        return;
+                    };
                     let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {

@@ -26,6 +26,8 @@ pub struct FrontMetrics {
     pub auth_failures: Family<Labels, Counter>,
     /// Dial failures, by `kind` (the `DialError` variant).
     pub dial_errors: Family<Labels, Counter>,
+    /// Serving-certificate reloads, by `result` (`rotated`, `error`).
+    pub cert_reloads: Family<Labels, Counter>,
 }
 
 impl FrontMetrics {
@@ -60,7 +62,19 @@ impl FrontMetrics {
             "Streams to targets that could not be opened, by kind",
             m.dial_errors.clone(),
         );
+        r.register(
+            "cert_reloads",
+            "Serving-certificate file reloads, by result",
+            m.cert_reloads.clone(),
+        );
         m
+    }
+
+    /// Counts one serving-certificate reload (`rotated` or `error`).
+    pub fn cert_reload(&self, result: &'static str) {
+        self.cert_reloads
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
     }
 
     /// Counts one answered request.

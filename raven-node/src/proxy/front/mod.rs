@@ -35,7 +35,7 @@ pub use auth::{
     UserInfo,
 };
 pub use metrics::FrontMetrics;
-pub use tls::{ServerTls, TargetTls};
+pub use tls::{ReloadingServerTls, ServerTls, ServerTlsFiles, TargetTls};
 
 use super::Dialer;
 
@@ -55,6 +55,9 @@ pub struct FrontConfig {
     pub http_addr: Option<SocketAddr>,
     /// The HTTPS listener's certificate and client CA.
     pub server_tls: Option<ServerTls>,
+    /// The HTTPS listener's material as files, reloaded when they change (used instead of
+    /// `server_tls` when set).
+    pub server_tls_files: Option<ServerTlsFiles>,
     /// TLS towards targets.
     pub target_tls: TargetTls,
     /// Port used when `Host` has none.
@@ -75,6 +78,7 @@ impl Default for FrontConfig {
             https_addr: Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTPS_PORT))),
             http_addr: None,
             server_tls: None,
+            server_tls_files: None,
             target_tls: TargetTls {
                 ports: BTreeSet::from([KUBELET_PORT]),
                 roots: Vec::new(),
@@ -168,31 +172,55 @@ pub async fn start(
                 .into(),
         ));
     }
-    let acceptor = match (&config.https_addr, &config.server_tls) {
-        (None, _) => None,
-        (Some(_), None) => {
+    let unauthenticated = || {
+        FrontError::Config(
+            "no client CA and no authenticator: the HTTPS listener would be unauthenticated".into(),
+        )
+    };
+    let mut reloading = None;
+    let acceptor = match (
+        &config.https_addr,
+        &config.server_tls_files,
+        &config.server_tls,
+    ) {
+        (None, _, _) => None,
+        (Some(_), Some(files), _) => {
+            if files.client_ca.is_none() && !has_auth {
+                return Err(unauthenticated());
+            }
+            let r = Arc::new(ReloadingServerTls::new(files.clone())?);
+            if r.current().is_none() {
+                tracing::warn!(cert = %files.cert.display(), "proxy front: serving certificate not there yet; TLS handshakes fail until it appears");
+            }
+            reloading = Some(r.clone());
+            Some(listen::TlsSource::Reloading(r))
+        }
+        (Some(_), None, None) => {
             return Err(FrontError::Config(
                 "the HTTPS listener needs a serving certificate".into(),
             ));
         }
-        (Some(_), Some(tls)) => {
+        (Some(_), None, Some(tls)) => {
             if tls.client_ca.is_none() && !has_auth {
-                return Err(FrontError::Config(
-                    "no client CA and no authenticator: the HTTPS listener would be unauthenticated"
-                        .into(),
-                ));
+                return Err(unauthenticated());
             }
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-                tls::server_config(tls)?,
+            Some(listen::TlsSource::Static(tokio_rustls::TlsAcceptor::from(
+                Arc::new(tls::server_config(tls)?),
             )))
         }
     };
+    let reload_metrics = services.metrics.clone();
     let shared = Arc::new(relay::Shared::new(&config, services)?);
     let mut handle = FrontHandle {
         https_addr: None,
         http_addr: None,
         tasks: Vec::new(),
     };
+    if let Some(r) = reloading {
+        handle
+            .tasks
+            .push(tokio::spawn(r.reload_loop(reload_metrics)));
+    }
     if let Some(addr) = config.https_addr {
         let (bound, task) = listen::spawn(addr, acceptor, shared.clone(), &config).await?;
         tracing::info!(%bound, "proxy front: HTTPS listener");

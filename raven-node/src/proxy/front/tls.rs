@@ -5,7 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
@@ -146,4 +149,159 @@ pub fn client_config(tls: &TargetTls) -> Result<ClientConfig, FrontError> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The HTTPS listener's material as files, re-read when they change (certificate rotation
+/// without a restart: Kubernetes mode's CSR-issued server certificate, or files an operator or
+/// cert-manager replaces).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    /// Serving certificate chain (PEM; may be the same file as `key`).
+    pub cert: PathBuf,
+    /// Serving key (PEM).
+    pub key: PathBuf,
+    /// CA of callers' client certificates; re-read with the rest.
+    pub client_ca: Option<PathBuf>,
+    /// How often the files are checked.
+    pub interval: Duration,
+}
+
+/// What [`ReloadingServerTls::reload`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// Same bytes as the material in use.
+    Unchanged,
+    /// New material swapped in; new handshakes use it, established connections keep theirs.
+    Rotated,
+    /// The files do not exist (yet): a CSR still pending. Handshakes fail meanwhile.
+    Missing(PathBuf),
+}
+
+/// The listener's current configuration, rebuilt from [`ServerTlsFiles`] when their bytes
+/// change and parse. A bad rotation (garbage, mismatched pair) is refused and the previous
+/// configuration stays, so a half-written update can never take the listener down.
+#[derive(Debug)]
+pub struct ReloadingServerTls {
+    files: ServerTlsFiles,
+    state: RwLock<Option<(u64, Arc<ServerConfig>)>>,
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FrontError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FrontError::Tls(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn pem_certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, FrontError> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| FrontError::Tls(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(FrontError::Tls(format!(
+            "{}: no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+impl ReloadingServerTls {
+    /// Loads the files once. Files that exist but are unusable are an error now; missing
+    /// files are waited for (no handshake succeeds until they appear).
+    pub fn new(files: ServerTlsFiles) -> Result<Self, FrontError> {
+        let me = Self {
+            files,
+            state: RwLock::new(None),
+        };
+        me.reload()?;
+        Ok(me)
+    }
+
+    /// The configuration for the next handshake; `None` while no material was ever loaded.
+    pub fn current(&self) -> Option<Arc<ServerConfig>> {
+        match self.state.read() {
+            Ok(s) => s.as_ref().map(|(_, c)| c.clone()),
+            Err(poisoned) => poisoned.into_inner().as_ref().map(|(_, c)| c.clone()),
+        }
+    }
+
+    /// Re-reads the files and swaps the configuration when their bytes changed and parse.
+    /// On error the previous configuration stays in use.
+    pub fn reload(&self) -> Result<Reload, FrontError> {
+        let f = &self.files;
+        let Some(cert) = read_optional(&f.cert)? else {
+            return Ok(Reload::Missing(f.cert.clone()));
+        };
+        let Some(key) = read_optional(&f.key)? else {
+            return Ok(Reload::Missing(f.key.clone()));
+        };
+        let ca = match &f.client_ca {
+            Some(p) => match read_optional(p)? {
+                Some(b) => Some(b),
+                None => return Ok(Reload::Missing(p.clone())),
+            },
+            None => None,
+        };
+        let mut h = DefaultHasher::new();
+        (&cert, &key, &ca).hash(&mut h);
+        let digest = h.finish();
+        let current = self.state.read().ok().and_then(|s| s.as_ref().map(|s| s.0));
+        if current == Some(digest) {
+            return Ok(Reload::Unchanged);
+        }
+        let chain = pem_certs(&f.cert, &cert)?;
+        let key = PrivateKeyDer::from_pem_slice(&key)
+            .map_err(|e| FrontError::Tls(format!("{}: {e}", f.key.display())))?;
+        let client_ca = match (&f.client_ca, &ca) {
+            (Some(p), Some(b)) => Some(pem_certs(p, b)?),
+            _ => None,
+        };
+        let config = Arc::new(server_config(&ServerTls {
+            cert: static_cert(chain, key)?,
+            client_ca,
+        })?);
+        match self.state.write() {
+            Ok(mut s) => *s = Some((digest, config)),
+            Err(poisoned) => *poisoned.into_inner() = Some((digest, config)),
+        }
+        Ok(Reload::Rotated)
+    }
+
+    /// Whether callers may present client certificates (a client CA is configured).
+    pub fn has_client_ca(&self) -> bool {
+        self.files.client_ca.is_some()
+    }
+
+    /// Re-checks the files every interval until the task is aborted, logging and counting
+    /// each rotation and each refused one.
+    pub async fn reload_loop(self: Arc<Self>, metrics: super::FrontMetrics) {
+        let mut last_missing: Option<PathBuf> = None;
+        loop {
+            tokio::time::sleep(self.files.interval).await;
+            match self.reload() {
+                Ok(Reload::Unchanged) => {}
+                Ok(Reload::Rotated) => {
+                    last_missing = None;
+                    metrics.cert_reload("rotated");
+                    tracing::info!(
+                        "proxy front: serving certificate (re)loaded; new handshakes use it"
+                    );
+                }
+                Ok(Reload::Missing(p)) => {
+                    if last_missing.as_ref() != Some(&p) {
+                        tracing::warn!(file = %p.display(), "proxy front: certificate file missing; keeping the previous material");
+                        last_missing = Some(p);
+                    }
+                }
+                Err(e) => {
+                    metrics.cert_reload("error");
+                    tracing::warn!(
+                        "proxy front: certificate not reloaded (keeping the previous one): {e}"
+                    );
+                }
+            }
+        }
+    }
 }

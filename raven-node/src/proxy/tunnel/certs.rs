@@ -3,7 +3,8 @@
 //! configurations; and the node identity a client certificate carries.
 //!
 //! Identity: the client certificate's subject CN is `system:node:<nodeName>` (the convention
-//! of kubelet client certificates, so a CSR from the Kubernetes node identity maps 1:1). The CA
+//! of kubelet client certificates, so a CSR from the Kubernetes node identity maps 1:1), or
+//! `raven-proxy-client:<nodeName>` as raven-controller signs it in Kubernetes mode. The CA
 //! given to the proxy must be a Raven-specific signer: every certificate it signs with such a
 //! CN is trusted to speak for that node.
 //!
@@ -258,10 +259,15 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     crate::cni_install::fsops::write_atomic(path, bytes, mode).map(drop)
 }
 
-/// The node named by a certificate's subject CN `system:node:<name>`.
+/// The node named by a certificate's subject CN: `system:node:<name>` (files, kubelet
+/// convention) or `raven-proxy-client:<name>` (what raven-controller signs for the
+/// `raven.openyurt.io/proxy-client` signer in Kubernetes mode). The server-certificate prefix
+/// is never an identity here (and such a certificate lacks the client-auth usage anyway).
 pub fn node_from_cert(cert: &CertificateDer<'_>) -> Option<String> {
     let cn = subject_cn(cert.as_ref())?;
-    let name = cn.strip_prefix(NODE_CN_PREFIX)?;
+    let name = cn
+        .strip_prefix(NODE_CN_PREFIX)
+        .or_else(|| cn.strip_prefix(raven_api::wellknown::PROXY_CLIENT_CN_PREFIX))?;
     (!name.is_empty() && name.len() <= 253).then(|| name.to_owned())
 }
 
@@ -372,6 +378,15 @@ mod tests {
             Some("edge-a-1")
         );
         assert_eq!(node_from_cert(&cert_with_cn("edge-a-1")), None);
+        assert_eq!(
+            node_from_cert(&cert_with_cn("raven-proxy-client:edge-a-2")).as_deref(),
+            Some("edge-a-2")
+        );
+        assert_eq!(
+            node_from_cert(&cert_with_cn("raven-proxy-server:edge-a-2")),
+            None
+        );
+        assert_eq!(node_from_cert(&cert_with_cn("raven-proxy-client:")), None);
         assert_eq!(node_from_cert(&cert_with_cn("system:node:")), None);
     }
 

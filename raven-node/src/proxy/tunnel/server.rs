@@ -163,7 +163,8 @@ async fn serve_one(tcp: TcpStream, peer: SocketAddr, mut ctx: ServerCtx) -> Resu
         return Err(refuse(
             &ctx,
             "no_identity",
-            "client certificate names no node (CN system:node:<name>)".to_owned(),
+            "client certificate names no node (CN system:node:<name> or raven-proxy-client:<name>)"
+                .to_owned(),
         ));
     };
     let domain = seat_now(&ctx.view.borrow_and_update(), &ctx.me, &node);

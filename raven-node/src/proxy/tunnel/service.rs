@@ -28,8 +28,13 @@ pub struct ProxyConfig {
     pub node_name: String,
     /// Tunnel listener address when this node is a server.
     pub listen: SocketAddr,
-    /// Certificate files.
+    /// Certificate files (the tunnel client's, and the server's unless `server_certs`).
     pub certs: CertPaths,
+    /// Separate server material for the tunnel listener (Kubernetes mode: the certificate
+    /// of the `proxy-server` signer, requested only while this node is a server); loaded when
+    /// the server role starts, waited for while absent, reloaded like `certs`. `None`: the
+    /// listener uses `certs`.
+    pub server_certs: Option<CertPaths>,
     /// Name checked in the server certificate; `None`: the IP address dialed (the server
     /// certificate then carries its public IPs as IP SANs).
     pub server_name: Option<String>,
@@ -46,6 +51,7 @@ impl ProxyConfig {
             node_name: node.to_owned(),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_TUNNEL_PORT),
             certs,
+            server_certs: None,
             server_name: None,
             solo_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             timing: Timing::default(),
@@ -219,6 +225,10 @@ struct Running {
     listener: Option<JoinHandle<()>>,
     clients: BTreeMap<SocketAddr, JoinHandle<()>>,
     bind_error: Option<String>,
+    /// The separate server material once loaded (then reloaded by its own loop).
+    server_certs: Option<Arc<Reloader>>,
+    /// Why the separate server material is not usable yet (the listener waits for it).
+    server_certs_pending: Option<String>,
 }
 
 async fn supervise(
@@ -232,6 +242,8 @@ async fn supervise(
         listener: None,
         clients: BTreeMap::new(),
         bind_error: None,
+        server_certs: None,
+        server_certs_pending: None,
     };
     let mut retry = tokio::time::interval(
         config
@@ -255,6 +267,8 @@ async fn supervise(
             changed = view.changed() => if changed.is_err() { break },
             // Retries a failed bind without waiting for a Gateway change.
             _ = retry.tick(), if running.bind_error.is_some() => {}
+            // Server material still pending (a CSR in flight): look again soon.
+            _ = tokio::time::sleep(config.timing.cert_reload), if running.server_certs_pending.is_some() => {}
         }
     }
     if let Some(l) = running.listener.take() {
@@ -262,6 +276,45 @@ async fn supervise(
     }
     for (_, c) in running.clients {
         c.abort();
+    }
+}
+
+/// The listener's material: `certs`, or the separate server files once they load (a reload
+/// loop is started for them the first time). `None` while they are not usable yet; the reason
+/// is logged once per change and kept in `running.server_certs_pending`.
+fn server_material(
+    config: &ProxyConfig,
+    certs: &Arc<Reloader>,
+    metrics: &ProxyMetrics,
+    running: &mut Running,
+) -> Option<Arc<Reloader>> {
+    let Some(paths) = &config.server_certs else {
+        return Some(certs.clone());
+    };
+    if let Some(r) = &running.server_certs {
+        return Some(r.clone());
+    }
+    match Reloader::new(paths.clone()) {
+        Ok(r) => {
+            let r = Arc::new(r);
+            tracing::info!("proxy server certificate files loaded");
+            tokio::spawn(reload_loop(
+                r.clone(),
+                metrics.clone(),
+                config.timing.clone(),
+            ));
+            running.server_certs = Some(r.clone());
+            running.server_certs_pending = None;
+            Some(r)
+        }
+        Err(e) => {
+            let why = e.to_string();
+            if running.server_certs_pending.as_ref() != Some(&why) {
+                tracing::warn!("proxy tunnel server waits for its certificate: {why}");
+            }
+            running.server_certs_pending = Some(why);
+            None
+        }
     }
 }
 
@@ -274,30 +327,40 @@ async fn apply(
     roles: &Roles,
     running: &mut Running,
 ) {
-    match (&roles.server, &running.listener) {
-        (Some(gw), None) => match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(listener) => {
-                tracing::info!(listen = %config.listen, gateway = %gw, "proxy tunnel server started");
-                running.bind_error = None;
-                let ctx = ServerCtx {
-                    me: config.node_name.clone(),
-                    view: view.clone(),
-                    certs: certs.clone(),
-                    tunnels: tunnels.clone(),
-                    metrics: metrics.clone(),
-                    timing: config.timing.clone(),
-                };
-                running.listener = Some(tokio::spawn(server::serve(listener, ctx)));
-            }
-            Err(e) => {
-                let why = format!("binding the tunnel listener {}: {e}", config.listen);
-                if running.bind_error.as_ref() != Some(&why) {
-                    tracing::error!("{why}; retrying");
+    if roles.server.is_none() {
+        running.server_certs_pending = None;
+    }
+    let server_certs = match (&roles.server, &running.listener) {
+        (Some(_), None) => server_material(config, certs, metrics, running),
+        _ => None,
+    };
+    match (&roles.server, &running.listener, server_certs) {
+        (Some(_), None, None) => {}
+        (Some(gw), None, Some(server_certs)) => {
+            match tokio::net::TcpListener::bind(config.listen).await {
+                Ok(listener) => {
+                    tracing::info!(listen = %config.listen, gateway = %gw, "proxy tunnel server started");
+                    running.bind_error = None;
+                    let ctx = ServerCtx {
+                        me: config.node_name.clone(),
+                        view: view.clone(),
+                        certs: server_certs,
+                        tunnels: tunnels.clone(),
+                        metrics: metrics.clone(),
+                        timing: config.timing.clone(),
+                    };
+                    running.listener = Some(tokio::spawn(server::serve(listener, ctx)));
                 }
-                running.bind_error = Some(why);
+                Err(e) => {
+                    let why = format!("binding the tunnel listener {}: {e}", config.listen);
+                    if running.bind_error.as_ref() != Some(&why) {
+                        tracing::error!("{why}; retrying");
+                    }
+                    running.bind_error = Some(why);
+                }
             }
-        },
-        (None, Some(_)) => {
+        }
+        (None, Some(_), _) => {
             if let Some(l) = running.listener.take() {
                 l.abort();
             }
