@@ -323,26 +323,15 @@ fn tunnel_routes(lab: &Lab, node: usize) -> Result<Vec<(String, Vec<String>)>> {
     Ok(out)
 }
 
-/// The gateway node that owns `prefix` in the lab topology (pod subnet or node /32).
-fn owner_gateway(prefix: &str) -> Result<&'static str> {
-    let mut domains: Vec<&str> = NODES
+/// The pod subnets of the domain of gateway node `gateway` (the daemon merges adjacent
+/// prefixes of different domains into one route, so routes cannot tell peers apart).
+fn domain_subnets(gateway: &str) -> Vec<String> {
+    let domain = NODES.iter().find(|n| n.name == gateway).map(|n| n.domain);
+    NODES
         .iter()
-        .filter(|n| {
-            n.pod_subnet == prefix || format!("{}/32", n.ip) == prefix || n.ip.to_string() == prefix
-        })
-        .map(|n| n.domain)
-        .collect();
-    domains.dedup();
-    match domains.as_slice() {
-        [d] => GATEWAYS
-            .iter()
-            .copied()
-            .find(|g| NODES.iter().any(|n| n.name == *g && n.domain == *d))
-            .ok_or_else(|| Error::new(format!("no gateway for domain {d}"))),
-        _ => Err(Error::new(format!(
-            "prefix {prefix} does not belong to exactly one domain: {domains:?}"
-        ))),
-    }
+        .filter(|n| Some(n.domain) == domain)
+        .map(|n| n.pod_subnet.to_string())
+        .collect()
 }
 
 /// One gateway's tunnel as boringtun-cli runs it.
@@ -451,17 +440,17 @@ fn swap_to_boringtun(lab: &mut Lab, cli: &Path, boring: &mut Boring) -> Result<(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Peers and their allowed IPs: an edge gateway sends everything to the central
-        // gateway (which relays between edges); the central one sends each prefix to the
-        // gateway of the domain that owns it.
+        // Peers and their allowed IPs: an edge gateway sends everything the daemon routed
+        // into the tunnel to the central gateway (which relays between edges); the central
+        // one knows each edge gateway with its domain's pod subnets (the edges' node
+        // addresses overlap, so the planner routes none of them).
         let mut peers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (dest, _) in &routes {
-            let peer = if name == "cloud-1" {
-                owner_gateway(dest)?
-            } else {
-                "cloud-1"
-            };
-            peers.entry(peer).or_default().push(dest.clone());
+        if name == "cloud-1" {
+            for g in GATEWAYS.iter().filter(|g| **g != "cloud-1") {
+                peers.insert(g, domain_subnets(g));
+            }
+        } else {
+            peers.insert("cloud-1", routes.iter().map(|(d, _)| d.clone()).collect());
         }
         let key = lab.nodes[i].dir.join("state/wireguard.key");
         let mut wg: Vec<String> = vec![
