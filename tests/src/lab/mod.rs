@@ -54,13 +54,21 @@ pub struct LabOptions {
     /// `raven-node --tunnel-driver` for every node (`auto`, `wireguard-userspace`,
     /// `wireguard-kernel`, `ipsec`); `None` leaves the daemon's default.
     pub tunnel_driver: Option<String>,
+    /// `raven-node --poll-interval-ms`; `None` keeps the lab's fast [`LAB_POLL_INTERVAL_MS`]
+    /// (benchmarks of an idle daemon pass the daemon's default, 1000).
+    pub poll_interval_ms: Option<u64>,
 }
+
+/// How often the lab's daemons read their Gateway directory unless [`LabOptions`] says
+/// otherwise: fast, so that tests see Gateway edits quickly.
+pub const LAB_POLL_INTERVAL_MS: u64 = 200;
 
 impl LabOptions {
     /// Options selecting tunnel driver `driver`.
     pub fn with_driver(driver: &str) -> Self {
         Self {
             tunnel_driver: Some(driver.to_string()),
+            ..Self::default()
         }
     }
 }
@@ -617,6 +625,11 @@ impl Lab {
         let bin = self.raven_node.to_string_lossy().into_owned();
         let d = |sub: &str| node.dir.join(sub).to_string_lossy().into_owned();
         let mtu = UNDERLAY_MTU.to_string();
+        let poll = self
+            .options
+            .poll_interval_ms
+            .unwrap_or(LAB_POLL_INTERVAL_MS)
+            .to_string();
         let argv = [
             bin.as_str(),
             "run",
@@ -635,7 +648,7 @@ impl Lab {
             "--underlay-mtu",
             &mtu,
             "--poll-interval-ms",
-            "200",
+            &poll,
             // Nodes reach remote pods with their private IP as source (the planner's route
             // `src`); replies find their way back only if node IPs are routed like pod
             // subnets. The overlapping edge addresses are excluded by the planner (reported
