@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use front_support::{Ca, DirectDialer, Leaf, StubKubelet, loopback, read_response, read_until};
+use front_support::{
+    Ca, DirectDialer, Leaf, StubKubelet, loopback, read_response, read_until, tls_connect,
+};
 use raven_node::daemon::metrics::Metrics;
 use raven_node::proxy::front::{
     self, FrontConfig, FrontHandle, FrontMetrics, FrontServices, ServerTlsFiles, TargetTls,
@@ -76,23 +78,7 @@ async fn connect(
     serving: &Ca,
     cert: Option<Leaf>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    let mut roots = RootCertStore::empty();
-    roots.add(serving.der()).expect("root");
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots);
-    let config = match cert {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(NAME).expect("name"), tcp)
-        .await
+    tls_connect(addr, serving, NAME, cert).await
 }
 
 /// One bodiless GET on a fresh connection: the status, or 0 when TLS or the connection failed

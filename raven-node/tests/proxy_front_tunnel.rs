@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use front_support::{Ca, Leaf, StubKubelet, exchange};
+use front_support::{Ca, Leaf, StubKubelet, exchange, tls_connect};
 use proxy_support::{Lab, Ns, SERVER_IP};
 use raven_node::proxy::front::{self, FrontConfig, FrontMetrics, FrontServices, ServerTls, tls};
 use rustls::pki_types::ServerName;
@@ -59,23 +59,7 @@ async fn connect(
     front_ca: &Ca,
     cert: Option<Leaf>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = RootCertStore::empty();
-    roots.add(front_ca.der()).expect("root");
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots);
-    let config = match cert {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(FRONT_NAME).expect("name"), tcp)
-        .await
+    tls_connect(addr, front_ca, FRONT_NAME, cert).await
 }
 
 fn get(node: &str) -> Vec<u8> {

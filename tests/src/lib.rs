@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod cmd;
 pub mod cni_env;
+pub mod csr_cluster;
 pub mod error;
 pub mod kernel;
 pub mod kernel_scenarios;

@@ -13,81 +13,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
-use raven_tests::kube::{ControllerProcess, KubeApiServer, TestUser, wait_for};
+use raven_tests::csr_cluster::CsrCluster;
+use raven_tests::kube::{KubeApiServer, wait_for};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn node_user(n: &str) -> TestUser {
-    TestUser {
-        name: format!("system:node:{n}"),
-        token: format!("token-{n}"),
-        groups: vec!["system:nodes".into()],
-    }
-}
-
-struct Cluster {
-    api: KubeApiServer,
-    controller: ControllerProcess,
-}
-
-fn setup() -> Cluster {
-    let ctl_user = TestUser {
-        name: "system:serviceaccount:kube-system:raven-controller".into(),
-        token: "raven-controller-token".into(),
-        groups: vec![
-            "system:serviceaccounts".into(),
-            "system:serviceaccounts:kube-system".into(),
-        ],
-    };
-    let api = KubeApiServer::start_with_users(&[
-        ctl_user.clone(),
-        node_user("node-a"),
-        node_user("node-b"),
+fn setup() -> CsrCluster {
+    CsrCluster::start(&[
+        ("node-a", "10.0.0.1".to_string()),
+        ("node-b", "10.0.0.2".to_string()),
     ])
-    .unwrap_or_else(|e| panic!("cannot start the test API server: {e}"));
-    api.apply_dir(&repo().join("deploy/rbac"))
-        .expect("controller RBAC");
-    api.apply_dir(&repo().join("deploy/rbac/node"))
-        .expect("node RBAC");
-    // Node identities get raven-node's ClusterRole (CSR create/get) like its ServiceAccount.
-    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "raven-node-test-nodes"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "raven-node"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]});
-    api.admin(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        Some(&crb.to_string()),
-    )
-    .expect("binding");
-    for (n, ip) in [("node-a", "10.0.0.1"), ("node-b", "10.0.0.2")] {
-        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}});
-        api.admin("POST", "/api/v1/nodes", Some(&node.to_string()))
-            .expect("node");
-        let st = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
-        api.admin(
-            "PATCH",
-            &format!("/api/v1/nodes/{n}/status"),
-            Some(&st.to_string()),
-        )
-        .expect("node status");
-    }
-    let kc = api
-        .kubeconfig("raven-controller", &ctl_user.token)
-        .expect("kubeconfig");
-    let controller = ControllerProcess::start(
-        &kc,
-        api.dir().join("controller.log"),
-        &["--no-nodepools", "--no-webhooks", "--proxy-cert-hours", "1"],
-    )
-    .expect("start raven-controller");
-    Cluster { api, controller }
+    .unwrap_or_else(|e| panic!("cannot start the CSR test cluster: {e}"))
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -22,7 +22,8 @@ use raven_node::proxy::Dialer;
 use raven_node::proxy::certs_kube::{self, CertKind, KubeCertConfig};
 use raven_node::proxy::tunnel::metrics::ProxyMetrics;
 use raven_node::proxy::tunnel::{Proxy, ProxyConfig};
-use raven_tests::kube::{ControllerProcess, KubeApiServer, TestUser};
+use raven_tests::csr_cluster::CsrCluster;
+use raven_tests::kube::KubeApiServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,14 +35,6 @@ const RENEW_FRACTION: f64 = 304.0 / 3900.0;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn node_user(n: &str) -> TestUser {
-    TestUser {
-        name: format!("system:node:{n}"),
-        token: format!("token-{n}"),
-        groups: vec!["system:nodes".into()],
-    }
 }
 
 /// Loopback addresses of this test process (parallel test binaries never collide).
@@ -217,68 +210,24 @@ fn wait<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>
 
 #[test]
 fn csr_issued_certificates_bring_the_tunnel_up_and_rotate_without_restart() {
-    let ctl_user = TestUser {
-        name: "system:serviceaccount:kube-system:raven-controller".into(),
-        token: "raven-controller-token".into(),
-        groups: vec![
-            "system:serviceaccounts".into(),
-            "system:serviceaccounts:kube-system".into(),
-        ],
-    };
-    let api =
-        KubeApiServer::start_with_users(&[ctl_user.clone(), node_user(CLOUD), node_user(EDGE)])
-            .unwrap_or_else(|e| panic!("cannot start the test API server: {e}"));
-    api.apply_dir(&repo().join("deploy/rbac"))
-        .expect("controller RBAC");
-    api.apply_dir(&repo().join("deploy/rbac/node"))
-        .expect("node RBAC");
-    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "raven-node-test-nodes"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "raven-node"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]});
-    api.admin(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        Some(&crb.to_string()),
-    )
-    .expect("binding");
     let (cloud_ip, edge_ip) = ips();
     // The server certificate's IP SANs (public IP = private IP here) must be node addresses
     // or Gateway public IPs for the controller to sign them.
-    for (n, ip) in [(CLOUD, cloud_ip), (EDGE, edge_ip)] {
-        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}});
-        api.admin("POST", "/api/v1/nodes", Some(&node.to_string()))
-            .expect("node");
-        let st =
-            json!({"status": {"addresses": [{"type": "InternalIP", "address": ip.to_string()}]}});
-        api.admin(
-            "PATCH",
-            &format!("/api/v1/nodes/{n}/status"),
-            Some(&st.to_string()),
-        )
-        .expect("node status");
-    }
-    let kc = api
-        .kubeconfig("raven-controller", &ctl_user.token)
-        .expect("kubeconfig");
-    let controller = ControllerProcess::start(
-        &kc,
-        api.dir().join("controller.log"),
-        &["--no-nodepools", "--no-webhooks", "--proxy-cert-hours", "1"],
-    )
-    .expect("start raven-controller");
+    let cluster = CsrCluster::start(&[(CLOUD, cloud_ip.to_string()), (EDGE, edge_ip.to_string())])
+        .unwrap_or_else(|e| panic!("cannot start the CSR test cluster: {e}"));
+    let (api, controller) = (&cluster.api, &cluster.controller);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let tunnel_port = free_port(cloud_ip);
     let port = echo(edge_ip);
     let cloud = Node::start(
-        &api,
+        api,
         CLOUD,
         dir.path(),
         SocketAddr::new(IpAddr::V4(cloud_ip), tunnel_port),
     );
     let edge = Node::start(
-        &api,
+        api,
         EDGE,
         dir.path(),
         SocketAddr::new(IpAddr::V4(edge_ip), 0),

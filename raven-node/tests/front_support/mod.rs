@@ -513,21 +513,8 @@ impl Env {
 
     /// A TLS connection to the HTTPS listener, with `cert` as client certificate.
     pub async fn connect(&self, cert: Option<Leaf>) -> std::io::Result<TlsStream<TcpStream>> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.serving_ca.der()).unwrap();
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots);
-        let config = match cert {
-            Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        let tcp = TcpStream::connect(self.front.https_addr.unwrap()).await?;
-        TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("raven-proxy").unwrap(), tcp)
-            .await
+        let addr = self.front.https_addr.expect("HTTPS listener on");
+        tls_connect(addr, &self.serving_ca, "raven-proxy", cert).await
     }
 
     pub fn metrics_text(&self) -> String {
@@ -537,6 +524,33 @@ impl Env {
     pub fn all_kubelet_requests(&self) -> usize {
         self.kubelets.values().map(|k| k.requests().len()).sum()
     }
+}
+
+/// A TLS connection to `addr` trusting `ca` for server name `name`, presenting `cert` (none:
+/// no client certificate).
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &Ca,
+    name: &'static str,
+    cert: Option<Leaf>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).expect("test CA certificate parses");
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(roots);
+    let config = match cert {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("test client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name).expect("valid server name"), tcp)
+        .await
 }
 
 pub fn user(name: &str, groups: &[&str]) -> UserInfo {
