@@ -18,6 +18,13 @@
 //! user's choice and is left alone too. To customise a managed Gateway for good, remove the
 //! marker: it becomes the user's.
 //!
+//! Garbage collection: when OpenYurt's NodePool API is present, the Gateway of a pool domain
+//! carries an ownerReference to its NodePool (by uid), so deleting the pool deletes its
+//! Gateway even while this controller is down. Gateways of label-only pools (no NodePool
+//! API), the cloud domain (it spans every Cloud pool) and solo nodes have no such owner; this
+//! controller deletes them when their domain is gone. Owner references of other kinds that
+//! someone else added are kept; while the pools are unknown, owners are not touched.
+//!
 //! The spec of a managed Gateway is only rewritten when its endpoint set or replicas change;
 //! what agents and users write into it (publicIP, natType, publicPort, config such as the
 //! WireGuard publicKey, proxy HTTP/HTTPS ports) is carried over.
@@ -25,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use raven_api::gateway::v1beta1::{
     Endpoint, EndpointType, ExposeType, Gateway, GatewaySpec, ProxyConfiguration,
     TunnelConfiguration,
@@ -49,6 +56,10 @@ pub const DEFAULT_CLOUD_GATEWAY: &str = "gw-cloud";
 pub const POOL_GATEWAY_PREFIX: &str = "gw-";
 /// Prefix of a solo node domain's Gateway name.
 pub const SOLO_GATEWAY_PREFIX: &str = "gw-node-";
+/// `apiVersion` of the NodePool owner references we write.
+pub const NODEPOOL_API_VERSION: &str = "apps.openyurt.io/v1beta2";
+/// Kind of the NodePool owner references we write.
+pub const NODEPOOL_KIND: &str = "NodePool";
 /// Longest object name the API server accepts (DNS-1123 subdomain).
 const MAX_NAME_LEN: usize = 253;
 
@@ -138,6 +149,14 @@ pub enum GatewayAction {
         name: String,
         /// The new spec.
         spec: GatewaySpec,
+    },
+    /// Replace the owner references of our Gateway `name` (its NodePool owner was missing or
+    /// stale; owners of other kinds are carried over).
+    SetOwners {
+        /// Gateway name.
+        name: String,
+        /// The complete new list.
+        owners: Vec<OwnerReference>,
     },
     /// Delete our Gateway `name`: its domain is gone.
     Delete {
@@ -368,9 +387,10 @@ pub fn plan(input: &DomainInput<'_>) -> DomainPlan {
             continue;
         };
         let spec = desired_spec(name, domain, ms, cfg);
+        let owner = pool_owner(domain, input.pools);
         match existing.get(name.as_str()) {
             None => creates.push(GatewayAction::Create(Box::new(new_gateway(
-                name, domain, &spec,
+                name, domain, &spec, owner,
             )))),
             Some(gw) => {
                 let merged = merge_spec(&gw.spec, &spec);
@@ -378,6 +398,16 @@ pub fn plan(input: &DomainInput<'_>) -> DomainPlan {
                     updates.push(GatewayAction::UpdateSpec {
                         name: name.clone(),
                         spec: merged,
+                    });
+                }
+                // Pools unknown (`None`): leave owners alone rather than strip and restore
+                // them on every pool Gateway when the NodePool API is read again.
+                let current = gw.metadata.owner_references.clone().unwrap_or_default();
+                let owners = merge_owners(&current, owner);
+                if input.pools.is_some() && owners != current {
+                    updates.push(GatewayAction::SetOwners {
+                        name: name.clone(),
+                        owners,
                     });
                 }
             }
@@ -432,6 +462,7 @@ fn domain_of(
         None => PoolInfo {
             pool_type: PoolType::Edge,
             inter_connectivity: true,
+            uid: None,
         },
         Some(map) => match map.get(pool) {
             Some(i) => i.clone(),
@@ -539,9 +570,54 @@ fn merge_spec(existing: &GatewaySpec, desired: &GatewaySpec) -> GatewaySpec {
     out
 }
 
+/// Whether an owner reference points at a NodePool (any version of OpenYurt's API group).
+fn is_nodepool_ref(r: &OwnerReference) -> bool {
+    r.kind == NODEPOOL_KIND
+        && r.api_version.split('/').next() == NODEPOOL_API_VERSION.split('/').next()
+}
+
+/// The owner reference a domain's Gateway should carry: its NodePool, for a pool domain whose
+/// NodePool is known (with a uid). Not `blockOwnerDeletion`: that needs delete rights on the
+/// pool's finalizers and would make deleting a pool wait for its Gateway.
+pub fn pool_owner(
+    domain: &Domain,
+    pools: Option<&BTreeMap<String, PoolInfo>>,
+) -> Option<OwnerReference> {
+    let Domain::Pool(pool) = domain else {
+        return None;
+    };
+    let uid = pools?.get(pool)?.uid.clone()?;
+    Some(OwnerReference {
+        api_version: NODEPOOL_API_VERSION.to_owned(),
+        kind: NODEPOOL_KIND.to_owned(),
+        name: pool.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: None,
+    })
+}
+
+/// `current` with its NodePool references replaced by `owner` (owners of other kinds kept, in
+/// their order; ours last).
+fn merge_owners(current: &[OwnerReference], owner: Option<OwnerReference>) -> Vec<OwnerReference> {
+    let mut out: Vec<OwnerReference> = current
+        .iter()
+        .filter(|r| !is_nodepool_ref(r))
+        .cloned()
+        .collect();
+    out.extend(owner);
+    out
+}
+
 /// A new managed Gateway object.
-fn new_gateway(name: &str, domain: &Domain, spec: &GatewaySpec) -> Gateway {
+fn new_gateway(
+    name: &str,
+    domain: &Domain,
+    spec: &GatewaySpec,
+    owner: Option<OwnerReference>,
+) -> Gateway {
     let mut gw = Gateway::new(name, spec.clone());
+    gw.metadata.owner_references = owner.map(|o| vec![o]);
     gw.metadata.labels = Some(BTreeMap::from([(
         LABEL_MANAGED_BY.to_owned(),
         MANAGED_BY_VALUE.to_owned(),

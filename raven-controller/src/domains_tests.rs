@@ -5,7 +5,7 @@ use super::*;
 use raven_api::gateway::validation::validate;
 
 fn node(name: &str, pool: Option<&str>) -> NodeView {
-    let mut labels = BTreeMap::new();
+    let mut labels = crate::model::Labels::default();
     if let Some(p) = pool {
         labels.insert(LABEL_NODEPOOL.to_owned(), p.to_owned());
     }
@@ -26,6 +26,7 @@ fn pool(t: PoolType, connected: bool) -> PoolInfo {
     PoolInfo {
         pool_type: t,
         inter_connectivity: connected,
+        uid: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn actions(p: &DomainPlan) -> Vec<String> {
         .map(|a| match a {
             GatewayAction::Create(g) => format!("+{}", g.name()),
             GatewayAction::UpdateSpec { name, .. } => format!("~{name}"),
+            GatewayAction::SetOwners { name, .. } => format!("^{name}"),
             GatewayAction::Delete { name } => format!("-{name}"),
         })
         .collect()
@@ -87,6 +89,10 @@ fn apply(p: &DomainPlan, nodes: &mut [NodeView], gws: &mut Vec<Gateway>) {
             GatewayAction::UpdateSpec { name, spec } => {
                 let g = gws.iter_mut().find(|g| g.name() == name).expect("exists");
                 g.spec = spec.clone();
+            }
+            GatewayAction::SetOwners { name, owners } => {
+                let g = gws.iter_mut().find(|g| g.name() == name).expect("exists");
+                g.metadata.owner_references = Some(owners.clone());
             }
             GatewayAction::Delete { name } => gws.retain(|g| g.name() != name),
         }
@@ -203,6 +209,136 @@ fn nodepool_mode_cloud_connected_and_unconnected_pools() {
     assert_eq!(cloud.domain, Domain::Cloud);
     assert_eq!(cloud.spec.expose_type, ExposeType::LoadBalancer);
     assert!(cloud.spec.endpoints.iter().all(|e| !e.under_nat));
+}
+
+/// (gateway name, owner references as "Kind/name/uid/controller") of created Gateways.
+fn created_owners(p: &DomainPlan) -> Vec<(String, Vec<String>)> {
+    p.gateway_actions
+        .iter()
+        .filter_map(|a| match a {
+            GatewayAction::Create(g) => Some((g.name().to_owned(), owner_strings(g))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn owner_strings(g: &Gateway) -> Vec<String> {
+    g.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| {
+            format!(
+                "{}/{}/{}/{}/{:?}",
+                o.api_version, o.kind, o.name, o.uid, o.controller
+            )
+        })
+        .collect()
+}
+
+fn pool_uid(t: PoolType, connected: bool, uid: &str) -> PoolInfo {
+    PoolInfo {
+        uid: Some(uid.into()),
+        ..pool(t, connected)
+    }
+}
+
+/// NodePool ownership: a connected Edge pool's Gateway is owned by its NodePool (by uid);
+/// the cloud Gateway (several pools), solo Gateways and label-only pools have no owner.
+#[test]
+fn pool_gateways_are_owned_by_their_nodepool() {
+    let cfg = DomainConfig::default();
+    let pools = BTreeMap::from([
+        (
+            "cloud".to_string(),
+            pool_uid(PoolType::Cloud, true, "u-cloud"),
+        ),
+        ("hz".to_string(), pool_uid(PoolType::Edge, true, "u-hz")),
+        ("sh".to_string(), pool_uid(PoolType::Edge, false, "u-sh")),
+        ("nouid".to_string(), pool(PoolType::Edge, true)),
+    ]);
+    let nodes = [
+        node("c1", Some("cloud")),
+        node("h1", Some("hz")),
+        node("s1", Some("sh")),
+        node("n1", Some("nouid")),
+        node("y", None),
+    ];
+    let p = run(&nodes, Some(&pools), &[], &cfg);
+    assert_eq!(
+        created_owners(&p),
+        vec![
+            ("gw-cloud".into(), vec![]),
+            (
+                "gw-hz".into(),
+                vec!["apps.openyurt.io/v1beta2/NodePool/hz/u-hz/Some(true)".into()]
+            ),
+            ("gw-nouid".into(), vec![]),
+            ("gw-node-s1".into(), vec![]),
+            ("gw-node-y".into(), vec![]),
+        ]
+    );
+    // Label-only mode (no NodePool API): the same pool Gateway has no owner.
+    let label_only = run(&nodes, None, &[], &cfg);
+    assert!(
+        created_owners(&label_only)
+            .iter()
+            .all(|(_, o)| o.is_empty()),
+        "{:?}",
+        created_owners(&label_only)
+    );
+
+    // Converged: applying the plan leaves nothing to do.
+    let (mut ns, mut gws) = (nodes.to_vec(), Vec::new());
+    apply(&p, &mut ns, &mut gws);
+    let again = run(&ns, Some(&pools), &gws, &cfg);
+    assert_eq!(actions(&again), Vec::<String>::new());
+
+    // A Gateway created before the NodePool API appeared (or with a stale uid) gets the owner
+    // set; a foreign owner someone added is kept.
+    let hz = gws.iter_mut().find(|g| g.name() == "gw-hz").expect("gw-hz");
+    let foreign = OwnerReference {
+        api_version: "example.com/v1".into(),
+        kind: "Thing".into(),
+        name: "t".into(),
+        uid: "u-t".into(),
+        ..Default::default()
+    };
+    hz.metadata.owner_references = Some(vec![
+        foreign.clone(),
+        OwnerReference {
+            uid: "old-uid".into(),
+            ..pool_owner(&Domain::Pool("hz".into()), Some(&pools)).expect("owner")
+        },
+    ]);
+    let fix = run(&ns, Some(&pools), &gws, &cfg);
+    assert_eq!(actions(&fix), vec!["^gw-hz".to_string()]);
+    let GatewayAction::SetOwners { owners, .. } = &fix.gateway_actions[0] else {
+        panic!("{:?}", fix.gateway_actions)
+    };
+    assert_eq!(owners.len(), 2);
+    assert_eq!(owners[0], foreign);
+    assert_eq!(
+        (owners[1].name.as_str(), owners[1].uid.as_str()),
+        ("hz", "u-hz")
+    );
+    apply(&fix, &mut ns, &mut gws);
+    assert_eq!(
+        actions(&run(&ns, Some(&pools), &gws, &cfg)),
+        Vec::<String>::new()
+    );
+
+    // Pools unknown (NodePool API not read, e.g. discovery failed): an owner already set is
+    // left alone rather than stripped from every pool Gateway and put back later.
+    let hz_nodes = [node("h1", Some("hz"))];
+    let (mut ns2, mut gws2) = (hz_nodes.to_vec(), Vec::new());
+    apply(
+        &run(&hz_nodes, Some(&pools), &[], &cfg),
+        &mut ns2,
+        &mut gws2,
+    );
+    assert_eq!(owner_strings(&gws2[0]).len(), 1, "{:?}", gws2[0].metadata);
+    assert_eq!(actions(&run(&ns2, None, &gws2, &cfg)), Vec::<String>::new());
 }
 
 #[test]

@@ -315,6 +315,12 @@ impl KubeApiServer {
         self.dir.path()
     }
 
+    /// CPU seconds used so far by (kube-apiserver, etcd), for benchmarks.
+    pub fn cpu_secs(&self) -> (Option<f64>, Option<f64>) {
+        let of = |c: &Option<Child>| c.as_ref().and_then(|c| proc_cpu_secs(c.id()));
+        (of(&self.apiserver), of(&self.etcd))
+    }
+
     /// Writes a kubeconfig for `token` (TLS verification off: the serving certificate is
     /// self-signed) and returns its path; for running `raven-controller --kubeconfig`.
     pub fn kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf, KubeError> {
@@ -677,6 +683,11 @@ impl ControllerProcess {
         self.proc_status_kib("VmHWM:")
     }
 
+    /// CPU time (user + system) the process has used so far, in seconds.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        proc_cpu_secs(self.child.as_ref()?.id())
+    }
+
     fn proc_status_kib(&self, key: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -686,6 +697,18 @@ impl ControllerProcess {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     }
+}
+
+/// CPU time (user + system) of process `pid` in seconds, from `/proc/<pid>/stat` (clock
+/// ticks of 1/100 s, the Linux `USER_HZ`).
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 impl Drop for ControllerProcess {

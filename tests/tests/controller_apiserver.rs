@@ -334,6 +334,21 @@ fn controller_domains_services_dns_and_restart() {
         user_spec,
         "user gateway spec untouched"
     );
+    // NodePool ownership: the connected Edge pool's Gateway is owned by its NodePool (so the
+    // garbage collector deletes it with the pool); the cloud, solo and user Gateways are not.
+    let hz_uid = get(&api, &format!("{NP}/hz")).expect("NodePool hz")["metadata"]["uid"].clone();
+    assert!(hz_uid.is_string(), "{hz_uid}");
+    let owners = |gw: &str| {
+        get(&api, &format!("{GW}/{gw}")).expect(gw)["metadata"]["ownerReferences"].clone()
+    };
+    assert_eq!(
+        owners("gw-hz"),
+        json!([{"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool", "name": "hz",
+                "uid": hz_uid, "controller": true}])
+    );
+    for gw in ["gw-cloud", "gw-node-edge-s1", "gw-node-solo", "gw-user"] {
+        assert_eq!(owners(gw), Value::Null, "{gw} has no owner");
+    }
 
     // Public LB Services + Endpoints (same name) for each active endpoint of gw-cloud.
     let (svcs, _) = wait_for(T, "public services", || {
@@ -619,6 +634,9 @@ fn controller_lease_failover_and_two_replicas() {
     let mut r1 = ControllerProcess::start(&kc, dir.join("r1.log"), &args("r1")).expect("r1");
     let mut r2 = ControllerProcess::start(&kc, dir.join("r2.log"), &args("r2")).expect("r2");
     wait_gateway(&api, "gw-hz", &["edge-a1", "edge-a2"], both("edge-a1"));
+    // A label-only pool has no NodePool to be owned by.
+    let gw = get(&api, &format!("{GW}/gw-hz")).expect("gw-hz");
+    assert_eq!(gw["metadata"]["ownerReferences"], Value::Null, "{gw}");
 
     // Exactly one leader.
     let leader = holder(&api).expect("leader lease");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
@@ -27,7 +27,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use crate::model::{LeaseView, NODE_LEASE_PREFIX, NodeView};
+use crate::model::{LeaseView, NODE_LEASE_PREFIX, NodeLite, NodeView};
+use crate::triggers;
 
 /// OpenYurt's NodePool API.
 pub const NODEPOOL_GROUP: &str = "apps.openyurt.io";
@@ -125,8 +126,10 @@ fn trim_meta<K: Resource>(obj: &mut K) {
 /// The node cache: every Node reduced to a [`NodeView`] with only the labels planning reads.
 ///
 /// Memory at 10k nodes: a reflector store would keep every Node object (and the relevance
-/// filter a second copy as views); this keeps one small view per node. Shared by the watch
-/// task (writer) and the passes (readers, which copy the views out under a short read lock).
+/// filter a second copy as views); this keeps one small view per node, in a name-sorted
+/// vector behind an `Arc`. A pass takes the `Arc` (no copy); the watch task copies the vector
+/// only when it changes a node while a pass still holds the old one (copy on write), so a pass
+/// costs at most one extra copy, and none when nothing changes.
 #[derive(Clone, Debug)]
 pub struct NodeCache {
     state: Arc<std::sync::RwLock<NodeState>>,
@@ -134,11 +137,11 @@ pub struct NodeCache {
 }
 
 impl NodeCache {
-    /// All nodes, by name order.
-    pub fn views(&self) -> Vec<NodeView> {
+    /// All nodes, by name order (a shared snapshot).
+    pub fn views(&self) -> Arc<Vec<NodeView>> {
         self.state
             .read()
-            .map(|s| s.nodes.values().cloned().collect())
+            .map(|s| s.nodes.clone())
             .unwrap_or_default()
     }
 
@@ -158,10 +161,10 @@ impl NodeCache {
 pub struct NodeState {
     /// Label keys kept in each view (pool, candidate and gateway labels); others are dropped.
     keep_labels: std::collections::BTreeSet<String>,
-    /// Current views by name.
-    nodes: BTreeMap<String, NodeView>,
-    /// Views of a (re)list in progress; swapped in at its end.
-    listing: Option<BTreeMap<String, NodeView>>,
+    /// Current views, sorted by name (unique).
+    nodes: Arc<Vec<NodeView>>,
+    /// Views of a (re)list in progress; sorted and swapped in at its end.
+    listing: Option<Vec<NodeView>>,
     /// A full list has been applied.
     ready: bool,
 }
@@ -175,43 +178,64 @@ impl NodeState {
         }
     }
 
-    fn view(&self, n: &Node) -> NodeView {
-        let mut v = NodeView::from_node(n);
+    fn view(&self, n: &NodeLite) -> NodeView {
+        let mut v = NodeView::from_lite(n);
         v.labels.retain(|k, _| self.keep_labels.contains(k));
+        v.name.shrink_to_fit();
         v
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.nodes.binary_search_by(|v| v.name.as_str().cmp(name))
     }
 
     /// Applies one watch event; returns whether it could change a plan (a pass is due).
     /// Heartbeats and changes of fields no planner reads return false.
-    pub fn apply(&mut self, e: &Event<Node>) -> bool {
+    pub fn apply(&mut self, e: &Event<NodeLite>) -> bool {
         match e {
             Event::Init => {
-                self.listing = Some(BTreeMap::new());
+                self.listing = Some(Vec::new());
                 false
             }
             Event::InitApply(n) => {
                 let v = self.view(n);
-                self.listing
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(v.name.clone(), v);
+                self.listing.get_or_insert_with(Vec::new).push(v);
                 false
             }
             Event::InitDone => {
-                let listed = self.listing.take().unwrap_or_default();
-                let changed = listed != self.nodes || !self.ready;
-                self.nodes = listed;
+                let mut listed = self.listing.take().unwrap_or_default();
+                listed.sort_by(|a, b| a.name.cmp(&b.name));
+                // A name listed twice (cannot happen on one list; be safe): the last one wins.
+                listed.reverse();
+                listed.dedup_by(|later, kept| later.name == kept.name);
+                listed.reverse();
+                listed.shrink_to_fit();
+                let changed = *listed != *self.nodes || !self.ready;
+                self.nodes = Arc::new(listed);
                 self.ready = true;
                 changed
             }
             Event::Apply(n) => {
                 let v = self.view(n);
-                let name = v.name.clone();
-                self.nodes.insert(name, v.clone()) != Some(v)
+                match self.find(&v.name) {
+                    Ok(i) if self.nodes[i] == v => false,
+                    Ok(i) => {
+                        Arc::make_mut(&mut self.nodes)[i] = v;
+                        true
+                    }
+                    Err(i) => {
+                        Arc::make_mut(&mut self.nodes).insert(i, v);
+                        true
+                    }
+                }
             }
-            Event::Delete(n) => self
-                .nodes
-                .remove(n.metadata.name.as_deref().unwrap_or_default())
-                .is_some(),
+            Event::Delete(n) => match self.find(n.metadata.name.as_deref().unwrap_or_default()) {
+                Ok(i) => {
+                    Arc::make_mut(&mut self.nodes).remove(i);
+                    true
+                }
+                Err(_) => false,
+            },
         }
     }
 }
@@ -228,7 +252,7 @@ fn spawn_nodes(
         state: state.clone(),
         ready,
     };
-    let api = Api::<Node>::all(client.clone());
+    let api = Api::<NodeLite>::all(client.clone());
     tokio::spawn(async move {
         let mut stream = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
@@ -293,6 +317,53 @@ fn is_our_service_meta(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Objec
             .is_some_and(|l| l.contains_key(LABEL_GATEWAY))
 }
 
+/// Filter for the ConfigMaps we read or write: `raven-cfg` wakes a pass only when a feature
+/// switch changed ([`triggers::raven_cfg_event_reelects_all`]), `raven-agent-config` only
+/// when a port some Service depends on changed ([`triggers::due_for_agent_config_event`],
+/// judged against the cached Gateways), `edge-tunnel-nodes` on any change (someone else
+/// edited our ConfigMap: the pass puts it right). Vendor keys in the same ConfigMaps wake
+/// nothing.
+fn config_filter(
+    gateways: Store<Gateway>,
+) -> impl FnMut(&Event<ConfigMap>) -> bool + Send + 'static {
+    let mut seen: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    move |e| match e {
+        Event::Init => false,
+        Event::InitApply(cm) => {
+            if is_our_config(cm) {
+                let name = cm.metadata.name.clone().unwrap_or_default();
+                seen.insert(name, cm.data.clone().unwrap_or_default());
+            }
+            false
+        }
+        Event::InitDone => true,
+        Event::Apply(cm) | Event::Delete(cm) => {
+            if !is_our_config(cm) {
+                return false;
+            }
+            let name = cm.metadata.name.clone().unwrap_or_default();
+            let (old, new) = if matches!(e, Event::Apply(_)) {
+                let new = cm.data.clone().unwrap_or_default();
+                (seen.insert(name.clone(), new.clone()), Some(new))
+            } else {
+                (seen.remove(&name), None)
+            };
+            match name.as_str() {
+                RAVEN_GLOBAL_CONFIG => {
+                    triggers::raven_cfg_event_reelects_all(old.as_ref(), new.as_ref())
+                }
+                RAVEN_AGENT_CONFIG => {
+                    let gws: Vec<Gateway> =
+                        gateways.state().iter().map(|g| (**g).clone()).collect();
+                    !triggers::due_for_agent_config_event(old.as_ref(), new.as_ref(), &gws)
+                        .is_empty()
+                }
+                _ => true,
+            }
+        }
+    }
+}
+
 /// Filter that wakes on live changes of objects `ours` selects, and at the end of the initial
 /// list.
 fn ours_filter<K: Resource>(
@@ -341,7 +412,7 @@ pub fn start(
         w,
         trigger.clone(),
         trim_meta,
-        ours_filter(is_our_config),
+        config_filter(gateways.clone()),
     );
     let (services, w) = reflector::store();
     spawn_reflector(
@@ -419,9 +490,18 @@ pub async fn wait_ready(stores: &Stores) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+    use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
 
-    fn node(name: &str, ready: &str, heartbeat: &str) -> Node {
+    /// A Node as the watch delivers it: encoded by the API server, decoded as [`NodeLite`].
+    fn node(name: &str, ready: &str, heartbeat: &str) -> NodeLite {
+        lite(&full_node(name, ready, heartbeat))
+    }
+
+    fn lite(n: &Node) -> NodeLite {
+        serde_json::from_value(serde_json::to_value(n).expect("encode")).expect("decode")
+    }
+
+    fn full_node(name: &str, ready: &str, heartbeat: &str) -> Node {
         let mut n = Node::default();
         n.metadata.name = Some(name.into());
         n.metadata.resource_version = Some(heartbeat.into());
@@ -444,7 +524,7 @@ mod tests {
             .collect();
         let mut st = NodeState::new(keep);
         assert!(!st.apply(&Event::Init));
-        let mut a = node("a", "True", "1");
+        let mut a = full_node("a", "True", "1");
         a.metadata.labels = Some(
             [
                 ("raven.openyurt.io/gateway", "gw-x"),
@@ -454,11 +534,12 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         );
+        let a = lite(&a);
         assert!(!st.apply(&Event::InitApply(a.clone())));
         assert!(!st.ready, "not ready before the list ends");
         assert!(st.apply(&Event::InitDone), "first list");
         assert!(st.ready);
-        let labels: Vec<&String> = st.nodes["a"].labels.keys().collect();
+        let labels: Vec<&String> = st.nodes[0].labels.keys().collect();
         assert_eq!(
             labels,
             ["raven.openyurt.io/gateway"],
@@ -527,6 +608,78 @@ mod tests {
             "not ours"
         );
         assert!(f(&Event::Delete(lease("raven-node-c", 0, 40))));
+    }
+
+    #[test]
+    fn config_filter_wakes_on_what_planners_read() {
+        use raven_api::gateway::v1beta1::{ExposeType, GatewaySpec};
+        let (store, mut w) = reflector::store::<Gateway>();
+        w.apply_watcher_event(&Event::Apply(Gateway::new(
+            "gw-lb",
+            GatewaySpec {
+                expose_type: ExposeType::LoadBalancer,
+                ..Default::default()
+            },
+        )));
+        let mut f = config_filter(store);
+        let cm = |n: &str, kv: &[(&str, &str)]| ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(n.into()),
+                ..Default::default()
+            },
+            data: Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        assert!(!f(&Event::Init));
+        assert!(!f(&Event::InitApply(cm(
+            "raven-cfg",
+            &[("enable-l7-proxy", "true")]
+        ))));
+        assert!(!f(&Event::InitApply(cm("raven-agent-config", &[]))));
+        assert!(f(&Event::InitDone));
+        let cases = [
+            (
+                "vendor key in raven-cfg",
+                cm("raven-cfg", &[("enable-l7-proxy", "true"), ("x", "1")]),
+                false,
+            ),
+            (
+                "proxy switched off",
+                cm("raven-cfg", &[("enable-l7-proxy", "false"), ("x", "1")]),
+                true,
+            ),
+            (
+                "vendor key in agent config",
+                cm("raven-agent-config", &[("vpn-driver", "wg")]),
+                false,
+            ),
+            (
+                "proxy port",
+                cm(
+                    "raven-agent-config",
+                    &[("vpn-driver", "wg"), ("proxy-external-addr", ":80")],
+                ),
+                true,
+            ),
+            (
+                "our DNS ConfigMap edited",
+                cm("edge-tunnel-nodes", &[("tunnel-nodes", "")]),
+                true,
+            ),
+            ("not ours", cm("kube-proxy", &[("a", "b")]), false),
+        ];
+        for (name, c, want) in cases {
+            assert_eq!(f(&Event::Apply(c)), want, "{name}");
+        }
+        assert!(
+            f(&Event::Delete(cm("raven-agent-config", &[]))),
+            "delete brings back the default proxy port"
+        );
+        assert!(f(&Event::Delete(cm("raven-cfg", &[]))), "raven-cfg deleted");
     }
 
     #[test]
