@@ -1,19 +1,83 @@
-//! Proxy tunnel benchmark in network namespaces (the `proxy_support` lab): single-stream
-//! throughput and per-request latency through the tunnel (cloud-1 → mTLS/HTTP/2 tunnel →
-//! edge-a-1 → stub on edge-a-1) against a direct TCP connection from cloud-1 to the same stub
-//! over the same veth. A request opens a new connection (direct) or a new stream (tunnel),
-//! sends `who`, reads the answer to EOF.
+//! Proxy tunnel benchmark in network namespaces (the `proxy_support` lab), every path side by
+//! side in one run, from cloud-1 to a stub server on edge-a-1 (`who`: a short answer, `get N`:
+//! N bytes, `echo`):
 //!
-//! Run as root: `cargo bench -p raven-node --bench proxy` (`-- --bytes N --requests N`).
+//! - **direct TCP**: a TCP connection from cloud-1 to the stub over the same veth;
+//! - **raven, in-process dialer**: a stream over the mTLS/HTTP/2 tunnel opened by the cloud's
+//!   [`Dialer`] in this process (what the front side does), edge-a-1 dials the stub;
+//! - **raven, TCP entry (2 processes)**: the tunnel server and client each run in a process of
+//!   their own (this binary re-executed, see `CHILD_ENV`); the cloud process accepts TCP on a
+//!   relay port and relays it over a tunnel stream (a stand-in for the front side, same copy
+//!   loop), so the path has the same shape as rathole's and the processes' RSS can be read;
+//! - **rathole 0.5 (TLS)**: rathole's server on cloud-1, its client on edge-a-1, TLS transport,
+//!   its visitor port on cloud-1 (needs the `rathole` binary: `RAVEN_RATHOLE_BIN`, default
+//!   `/opt/rathole/bin/rathole`, and `openssl` for its PKCS#12 identity).
+//!
+//! Sections (`--only a,b`): `throughput` (one stream, `--bytes`, hash-checked), `latency`
+//! (`--requests` sequential requests, each a new connection or stream), `rate` (requests at a
+//! fixed rate of 1,000 and 4,000/s for `--rate-secs`, open loop), `stall` (1,000 concurrent
+//! streams through the 2-process tunnel: 999 downloads of `--stall-size` bytes, with and
+//! without one more stream whose reader never reads; plus the proxies' RSS idle, with 1,000
+//! open streams and at the peak). Each measurement is repeated `--rounds` times.
+//!
+//! Run as root: `cargo bench -p raven-node --bench proxy -- --bytes 1073741824 --requests 2000`.
 
 #[path = "../tests/proxy_support/mod.rs"]
 mod proxy_support;
 
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proxy_support::*;
-use raven_node::proxy::Dialer;
+use raven_api::gateway::v1beta1::Gateway;
+use raven_node::proxy::tunnel::certs::CertPaths;
+use raven_node::proxy::tunnel::metrics::ProxyMetrics;
+use raven_node::proxy::tunnel::{Proxy, ProxyConfig, TunnelDialer};
+use raven_node::proxy::{Dialer, ProxyIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Set in a re-executed copy of this binary: `cloud` or `edge`.
+const CHILD_ENV: &str = "RAVEN_PROXY_BENCH_CHILD";
+const CHILD_NETNS: &str = "RAVEN_PROXY_BENCH_NETNS";
+const CHILD_CERTS: &str = "RAVEN_PROXY_BENCH_CERTS";
+const CHILD_GATEWAYS: &str = "RAVEN_PROXY_BENCH_GATEWAYS";
+/// Path of the rathole 0.5 binary.
+const RATHOLE_ENV: &str = "RAVEN_RATHOLE_BIN";
+const DEFAULT_RATHOLE: &str = "/opt/rathole/bin/rathole";
+
+/// Tunnel port of the 2-process pair (the in-process server has 10262).
+const CHILD_TUNNEL_PORT: u16 = 10362;
+const RELAY_ADDR: &str = "198.18.0.11:10270";
+const RATHOLE_CONTROL: &str = "198.18.0.11:2333";
+const RATHOLE_VISITOR: &str = "198.18.0.11:10280";
+const DIRECT_ADDR: &str = "198.18.1.2:10250";
+
+type Io = Box<dyn ProxyIo>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Tunnel,
+    Relay,
+    Rathole,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Direct => "direct TCP",
+            Via::Tunnel => "raven, in-process dialer",
+            Via::Relay => "raven, TCP entry (2 processes)",
+            Via::Rathole => "rathole 0.5 (TLS)",
+        }
+    }
+}
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -24,105 +88,726 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+fn arg_str(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e3
 }
 
-async fn get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut s: S,
-    n: u64,
-) -> (u64, u64) {
-    s.write_all(format!("get {n}\n").as_bytes())
-        .await
-        .expect("write");
-    hash_all(&mut s).await.expect("read")
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
-async fn who<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
-    s.write_all(b"who\n").await.expect("write");
+fn fmt_all(v: &[f64], digits: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+async fn open(via: Via, d: &TunnelDialer) -> Result<Io, String> {
+    let addr = match via {
+        Via::Tunnel => {
+            return d
+                .dial("edge-a-1", STUB_PORT)
+                .await
+                .map_err(|e| format!("dial: {e}"));
+        }
+        Via::Direct => DIRECT_ADDR,
+        Via::Relay => RELAY_ADDR,
+        Via::Rathole => RATHOLE_VISITOR,
+    };
+    let s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = s.set_nodelay(true);
+    Ok(Box::new(s))
+}
+
+async fn who(mut s: Io) -> Result<(), String> {
+    s.write_all(b"who\n").await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read");
-    assert_eq!(out, b"edge-a-1\n");
+    s.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+    if out != b"edge-a-1\n" {
+        return Err(format!("unexpected answer {out:?}"));
+    }
+    Ok(())
+}
+
+async fn request(via: Via, d: &TunnelDialer) -> Result<(), String> {
+    who(open(via, d).await?).await
+}
+
+async fn download(mut s: Io, n: u64, expected: u64) -> Result<(), String> {
+    s.write_all(format!("get {n}\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let got = hash_all(&mut s).await.map_err(|e| e.to_string())?;
+    if got != (n, expected) {
+        return Err(format!("transfer corrupted: {got:?}"));
+    }
+    Ok(())
+}
+
+/// Gbit/s of one `get` of `bytes`.
+async fn throughput(via: Via, d: &TunnelDialer, bytes: u64, expected: u64) -> f64 {
+    for _ in 0..20 {
+        request(via, d).await.expect("warm-up request");
+    }
+    let s = open(via, d).await.expect("open");
+    let started = Instant::now();
+    download(s, bytes, expected).await.expect("download");
+    bytes as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9
+}
+
+async fn sequential(via: Via, d: &TunnelDialer, n: usize) -> Vec<Duration> {
+    for _ in 0..20 {
+        request(via, d).await.expect("warm-up request");
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        request(via, d).await.expect("request");
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    lat
+}
+
+/// Open loop: request `i` starts at `i / rate` whether or not earlier ones finished; the
+/// latency of a request is from its start to its EOF. Returns (sorted latencies, errors,
+/// achieved rate).
+async fn at_rate(
+    via: Via,
+    d: Arc<TunnelDialer>,
+    rate: u64,
+    secs: u64,
+) -> (Vec<Duration>, u64, f64) {
+    for _ in 0..20 {
+        request(via, &d).await.expect("warm-up request");
+    }
+    let n = rate * secs;
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        tokio::time::sleep_until(start + Duration::from_nanos(i * 1_000_000_000 / rate)).await;
+        let d = d.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            match request(via, &d).await {
+                Ok(()) => Some(t.elapsed()),
+                Err(e) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("{}: first error at {rate}/s: {e}", via.name());
+                    }
+                    None
+                }
+            }
+        }));
+    }
+    let sent = start.elapsed().as_secs_f64();
+    let mut lat = Vec::with_capacity(n as usize);
+    for t in tasks {
+        if let Some(l) = t.await.expect("request task") {
+            lat.push(l);
+        }
+    }
+    lat.sort();
+    (lat, errors.load(Ordering::Relaxed), n as f64 / sent)
+}
+
+// ---------------------------------------------------------------------------------------
+// The 2-process tunnel (this binary re-executed as the cloud and the edge proxy).
+
+/// A child process, killed (by its pid) and reaped on drop.
+struct Proc {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+    what: String,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, MiB.
+fn rss(pid: u32) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The lab's Gateways with the cloud's proxy endpoint on `CHILD_TUNNEL_PORT`.
+fn child_gateways() -> Vec<Gateway> {
+    let mut v = serde_json::to_value(gateways("edge-a-1")).expect("gateways serialize");
+    for gw in v.as_array_mut().expect("array") {
+        if gw["metadata"]["name"] == "gw-cloud" {
+            gw["spec"]["endpoints"][0]["port"] = CHILD_TUNNEL_PORT.into();
+            gw["status"]["activeEndpoints"][0]["port"] = CHILD_TUNNEL_PORT.into();
+        }
+    }
+    serde_json::from_value(v).expect("gateways deserialize")
+}
+
+fn spawn_child(role: &str, ns: &Ns, certs: &Path, gateways: &Path) -> Proc {
+    let exe = std::env::current_exe().expect("own executable");
+    let mut child = Command::new(exe)
+        .env(CHILD_ENV, role)
+        .env(CHILD_NETNS, &ns.name)
+        .env(CHILD_CERTS, certs)
+        .env(CHILD_GATEWAYS, gateways)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("re-executing the bench as a proxy process");
+    let stdin = child.stdin.take();
+    Proc {
+        child,
+        _stdin: stdin,
+        what: format!("{role} proxy"),
+    }
+}
+
+fn wait_ready(p: &mut Proc) {
+    let out = p.child.stdout.take().expect("stdout piped");
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("child output");
+    assert_eq!(line.trim(), "ready", "{} did not start", p.what);
+}
+
+/// Body of a re-executed child: runs one proxy in a namespace until stdin closes.
+fn child_main(role: &str) {
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let ns = File::open(format!("/run/netns/{}", env(CHILD_NETNS))).expect("netns");
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    let gws: Vec<Gateway> =
+        serde_json::from_slice(&std::fs::read(env(CHILD_GATEWAYS)).expect("gateways file"))
+            .expect("gateways JSON");
+    let node = if role == "cloud" {
+        "cloud-1"
+    } else {
+        "edge-a-1"
+    };
+    let mut cfg = ProxyConfig::new(node, CertPaths::in_dir(Path::new(&env(CHILD_CERTS))));
+    // Production timeouts (the lab's short test timings would fail dials that merely queue
+    // behind 1,000 simultaneous opens on a loaded 2-vCPU machine).
+    cfg.timing = raven_node::proxy::tunnel::Timing::default();
+    cfg.listen = SocketAddr::new(SERVER_IP.parse().expect("server IP"), CHILD_TUNNEL_PORT);
+    let proxy = Proxy::start(cfg, ProxyMetrics::default()).expect("proxy starts");
+    proxy.update(&gws);
+    if role == "cloud" {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while proxy.tunnels().snapshot().is_empty() {
+            assert!(Instant::now() < deadline, "no tunnel within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let handle = proxy.handle().expect("proxy runtime");
+        let dialer = proxy.dialer();
+        let listener = handle
+            .block_on(tokio::net::TcpListener::bind(RELAY_ADDR))
+            .expect("relay binds");
+        handle.spawn(relay(listener, dialer));
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut s = String::new();
+    let _ = std::io::stdin().read_line(&mut s);
+    drop(proxy);
+    std::process::exit(0);
+}
+
+/// The stand-in for the front side: each TCP connection becomes a tunnel stream to the stub,
+/// relayed with the same copy loop the front side uses.
+async fn relay(listener: tokio::net::TcpListener, dialer: Arc<TunnelDialer>) {
+    loop {
+        let Ok((mut c, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = c.set_nodelay(true);
+        let d = dialer.clone();
+        tokio::spawn(async move {
+            if let Ok(mut s) = d.dial("edge-a-1", STUB_PORT).await {
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// rathole
+
+fn rathole_bin() -> PathBuf {
+    let p = PathBuf::from(std::env::var(RATHOLE_ENV).unwrap_or_else(|_| DEFAULT_RATHOLE.into()));
+    assert!(
+        p.is_file(),
+        "rathole 0.5 not found at {} (set {RATHOLE_ENV}, or install it with `cargo install \
+         rathole --version 0.5.0 --root /opt/rathole --no-default-features --features \
+         server,client,tls,noise`; or pass --no-rathole to leave it out explicitly)",
+        p.display()
+    );
+    p
+}
+
+/// Starts rathole's server on cloud-1 and client on edge-a-1 with the TLS transport (server
+/// identity: the cloud-1 certificate as PKCS#12; the client trusts the lab CA).
+fn start_rathole(lab: &Lab, dir: &Path) -> (Proc, Proc) {
+    let bin = rathole_bin();
+    let certs = CertPaths::in_dir(&lab.cert_dir("cloud-1"));
+    let p12 = dir.join("rathole-server.p12");
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:bench", "-in"])
+        .arg(&certs.cert)
+        .arg("-inkey")
+        .arg(&certs.key)
+        .arg("-out")
+        .arg(&p12)
+        .output()
+        .expect("`openssl` (for rathole's PKCS#12 identity) is required");
+    assert!(
+        out.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = dir.join("rathole-server.toml");
+    std::fs::write(
+        &server,
+        format!(
+            "[server]\nbind_addr = \"{RATHOLE_CONTROL}\"\n\
+             [server.transport]\ntype = \"tls\"\n\
+             [server.transport.tls]\npkcs12 = \"{}\"\npkcs12_password = \"bench\"\n\
+             [server.services.stub]\ntoken = \"raven-bench\"\nbind_addr = \"{RATHOLE_VISITOR}\"\n",
+            p12.display()
+        ),
+    )
+    .expect("write rathole server config");
+    let client = dir.join("rathole-client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "[client]\nremote_addr = \"{RATHOLE_CONTROL}\"\n\
+             [client.transport]\ntype = \"tls\"\n\
+             [client.transport.tls]\ntrusted_root = \"{}\"\nhostname = \"{SERVER_IP}\"\n\
+             [client.services.stub]\ntoken = \"raven-bench\"\nlocal_addr = \"192.168.1.10:{STUB_PORT}\"\n",
+            certs.ca.display()
+        ),
+    )
+    .expect("write rathole client config");
+    let run = |ns: &Ns, mode: &str, cfg: &Path| {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(&bin)
+            .arg(mode)
+            .arg(cfg)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("rathole starts");
+        Proc {
+            child,
+            _stdin: None,
+            what: format!("rathole {mode}"),
+        }
+    };
+    let s = run(&lab.cloud, "--server", &server);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = run(&lab.ea1, "--client", &client);
+    (s, c)
+}
+
+// ---------------------------------------------------------------------------------------
+
+struct Opts {
+    bytes: u64,
+    requests: usize,
+    rounds: usize,
+    rate_secs: u64,
+    stall_size: u64,
+    streams: usize,
+    rathole: bool,
+    only: Vec<String>,
+}
+
+impl Opts {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` discovery
     }
-    let bytes = arg("--bytes", 1 << 30);
-    let requests = arg("--requests", 2000) as usize;
-    let lab = Lab::build();
-    // A stub on edge-a-1 itself, reachable directly from the cloud on its uplink address and
-    // through the tunnel as node edge-a-1 (its LAN address 192.168.1.10).
-    stub(&lab.ea1, "0.0.0.0:10250", "edge-a-1");
-    let d = lab.cloud_proxy.dialer();
-    let rows = lab.cloud.block_on(move || async move {
-        let direct_addr = "198.18.1.2:10250";
-        let expected = expected_hash(bytes);
-        let mut rows = Vec::new();
-        for path in ["direct TCP", "raven tunnel"] {
-            // Warm-up.
-            for _ in 0..20 {
-                if path == "direct TCP" {
-                    who(tokio::net::TcpStream::connect(direct_addr)
-                        .await
-                        .expect("connect"))
-                    .await;
-                } else {
-                    who(d.dial("edge-a-1", STUB_PORT).await.expect("dial")).await;
-                }
-            }
-            let started = Instant::now();
-            let (n, h) = if path == "direct TCP" {
-                get(
-                    tokio::net::TcpStream::connect(direct_addr)
-                        .await
-                        .expect("connect"),
-                    bytes,
-                )
-                .await
-            } else {
-                get(d.dial("edge-a-1", STUB_PORT).await.expect("dial"), bytes).await
-            };
-            let secs = started.elapsed().as_secs_f64();
-            assert_eq!((n, h), (bytes, expected), "{path}: transfer corrupted");
-            let mut lat = Vec::with_capacity(requests);
-            for _ in 0..requests {
-                let t = Instant::now();
-                if path == "direct TCP" {
-                    who(tokio::net::TcpStream::connect(direct_addr)
-                        .await
-                        .expect("connect"))
-                    .await;
-                } else {
-                    who(d.dial("edge-a-1", STUB_PORT).await.expect("dial")).await;
-                }
-                lat.push(t.elapsed());
-            }
-            lat.sort();
-            rows.push((
-                path,
-                bytes as f64 * 8.0 / secs / 1e9,
-                pct(&lat, 0.5),
-                pct(&lat, 0.99),
-            ));
-        }
-        rows
-    });
-    println!(
-        "| path | single-stream Gbit/s ({} MiB) | request p50 ms | request p99 ms |",
-        bytes >> 20
-    );
-    println!("|---|---:|---:|---:|");
-    for (path, gbps, p50, p99) in &rows {
-        println!("| {path} | {gbps:.2} | {p50:.3} | {p99:.3} |");
+    if let Ok(role) = std::env::var(CHILD_ENV) {
+        return child_main(&role);
     }
-    let ratio = rows[1].1 / rows[0].1;
+    let o = Opts {
+        bytes: arg("--bytes", 1 << 30),
+        requests: arg("--requests", 2000) as usize,
+        rounds: arg("--rounds", 2).max(1) as usize,
+        rate_secs: arg("--rate-secs", 3).max(1),
+        stall_size: arg("--stall-size", 1 << 20),
+        streams: arg("--streams", 1000).max(2) as usize,
+        rathole: !std::env::args().any(|a| a == "--no-rathole"),
+        only: arg_str("--only")
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+    };
+    println!("load average at start: {}", loadavg());
+    let lab = Lab::build();
+    stub(&lab.ea1, "0.0.0.0:10250", "edge-a-1");
+    let work = tempfile::tempdir().expect("tempdir");
+    let gw_file = work.path().join("gateways.json");
+    std::fs::write(
+        &gw_file,
+        serde_json::to_vec(&child_gateways()).expect("gateways JSON"),
+    )
+    .expect("write gateways");
+    let mut cloud = spawn_child("cloud", &lab.cloud, &lab.cert_dir("cloud-1"), &gw_file);
+    let mut edge = spawn_child("edge", &lab.ea1, &lab.cert_dir("edge-a-1"), &gw_file);
+    wait_ready(&mut edge);
+    wait_ready(&mut cloud);
+    let rathole = o.rathole.then(|| start_rathole(&lab, work.path()));
+    if !o.rathole {
+        println!("rathole: left out (--no-rathole)");
+    }
+    let mut paths = vec![Via::Direct, Via::Tunnel, Via::Relay];
+    if rathole.is_some() {
+        paths.push(Via::Rathole);
+    }
+    let d = lab.cloud_proxy.dialer();
+    let (cpid, epid) = (cloud.pid(), edge.pid());
+    let rathole_pids = rathole.as_ref().map(|(s, c)| (s.pid(), c.pid()));
+    let o = Arc::new(o);
+    let o2 = o.clone();
+    lab.cloud.block_on(move || async move {
+        let o = o2;
+        if let Some((s, c)) = rathole_pids {
+            // The client connects with its own retry; wait until a request goes through.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while let Err(e) = request(Via::Rathole, &d).await {
+                assert!(Instant::now() < deadline, "rathole path not up: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let (sr, _) = rss(s);
+            let (cr, _) = rss(c);
+            println!(
+                "rathole RSS idle (after one request): server {sr:.1} MiB, client {cr:.1} MiB"
+            );
+        }
+        let (ci, _) = rss(cpid);
+        let (ei, _) = rss(epid);
+        println!(
+            "\nraven RSS idle (tunnel up, no stream yet): cloud {ci:.1} MiB, edge {ei:.1} MiB"
+        );
+        if o.wants("throughput") {
+            section_throughput(&o, &paths, &d).await;
+        }
+        if o.wants("latency") {
+            section_latency(&o, &paths, &d).await;
+        }
+        if o.wants("rate") {
+            section_rate(&o, &paths, &d).await;
+        }
+        if o.wants("stall") {
+            section_stall(&o, &d, cpid, epid).await;
+        }
+    });
+    drop(rathole);
+    drop(cloud);
+    drop(edge);
+    println!("\nload average at end: {}", loadavg());
+}
+
+async fn section_throughput(o: &Opts, paths: &[Via], d: &TunnelDialer) {
+    let expected = expected_hash(o.bytes);
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut loads = Vec::new();
+    for _ in 0..o.rounds {
+        for (i, via) in paths.iter().enumerate() {
+            res[i].push(throughput(*via, d, o.bytes, expected).await);
+        }
+        loads.push(loadavg());
+    }
     println!(
-        "\ntunnel/direct throughput: {:.0} %; added latency p50 {:.3} ms, p99 {:.3} ms ({requests} requests)",
-        ratio * 100.0,
-        rows[1].2 - rows[0].2,
-        rows[1].3 - rows[0].3
+        "\n### Single-stream throughput ({} MiB, hash-checked, {} rounds; load after each round: {})\n",
+        o.bytes >> 20,
+        o.rounds,
+        loads.join(" | ")
     );
+    println!("| path | Gbit/s (each round) | median | vs direct |");
+    println!("|---|---:|---:|---:|");
+    let direct = median(&res[0]);
+    for (i, via) in paths.iter().enumerate() {
+        let m = median(&res[i]);
+        println!(
+            "| {} | {} | {m:.2} | {:.0} % |",
+            via.name(),
+            fmt_all(&res[i], 2),
+            m / direct * 100.0
+        );
+    }
+}
+
+async fn section_latency(o: &Opts, paths: &[Via], d: &TunnelDialer) {
+    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut loads = Vec::new();
+    for _ in 0..o.rounds {
+        for (i, via) in paths.iter().enumerate() {
+            let lat = sequential(*via, d, o.requests).await;
+            p50[i].push(pct(&lat, 0.5));
+            p99[i].push(pct(&lat, 0.99));
+        }
+        loads.push(loadavg());
+    }
+    println!(
+        "\n### Sequential requests ({} per round, new connection/stream each, {} rounds; load: {})\n",
+        o.requests,
+        o.rounds,
+        loads.join(" | ")
+    );
+    println!("| path | p50 ms (each round) | p99 ms (each round) | added p50 / p99 ms (medians) |");
+    println!("|---|---:|---:|---:|");
+    let (d50, d99) = (median(&p50[0]), median(&p99[0]));
+    for (i, via) in paths.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {:+.3} / {:+.3} |",
+            via.name(),
+            fmt_all(&p50[i], 3),
+            fmt_all(&p99[i], 3),
+            median(&p50[i]) - d50,
+            median(&p99[i]) - d99
+        );
+    }
+}
+
+async fn section_rate(o: &Opts, paths: &[Via], d: &Arc<TunnelDialer>) {
+    for rate in [1000u64, 4000] {
+        let mut p50: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+        let mut p99: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+        let mut errs: Vec<u64> = vec![0; paths.len()];
+        let mut achieved: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+        let mut loads = Vec::new();
+        for _ in 0..o.rounds {
+            for (i, via) in paths.iter().enumerate() {
+                let (lat, e, r) = at_rate(*via, d.clone(), rate, o.rate_secs).await;
+                p50[i].push(pct(&lat, 0.5));
+                p99[i].push(pct(&lat, 0.99));
+                errs[i] += e;
+                achieved[i].push(r);
+            }
+            loads.push(loadavg());
+        }
+        println!(
+            "\n### {rate} requests/s, open loop, {} s × {} rounds (load: {})\n",
+            o.rate_secs,
+            o.rounds,
+            loads.join(" | ")
+        );
+        println!(
+            "| path | p50 ms (each round) | p99 ms (each round) | added p50 / p99 ms (medians) | errors | offered req/s |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        let (d50, d99) = (median(&p50[0]), median(&p99[0]));
+        for (i, via) in paths.iter().enumerate() {
+            println!(
+                "| {} | {} | {} | {:+.3} / {:+.3} | {} | {} |",
+                via.name(),
+                fmt_all(&p50[i], 3),
+                fmt_all(&p99[i], 3),
+                median(&p50[i]) - d50,
+                median(&p99[i]) - d99,
+                errs[i],
+                fmt_all(&achieved[i], 0)
+            );
+        }
+    }
+}
+
+/// Samples the peak RSS of the two proxy processes while `run` runs.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(f64, f64)>,
+}
+
+impl Sampler {
+    fn start(cpid: u32, epid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut c, mut e) = (0f64, 0f64);
+            while !s.load(Ordering::Relaxed) {
+                c = c.max(rss(cpid).0);
+                e = e.max(rss(epid).0);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (c, e)
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> (f64, f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("sampler")
+    }
+}
+
+/// `n` concurrent downloads of `size` through the 2-process tunnel; returns (wall time,
+/// sorted completion times of the streams that succeeded, failures).
+async fn downloads(
+    d: &Arc<TunnelDialer>,
+    n: usize,
+    size: u64,
+    expected: u64,
+) -> (Duration, Vec<Duration>, usize) {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = match open(Via::Relay, &d).await {
+                Ok(s) => download(s, size, expected).await,
+                Err(e) => Err(e),
+            };
+            r.map(|()| t.elapsed())
+        }));
+    }
+    let mut each = Vec::with_capacity(n);
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.expect("download task") {
+            Ok(l) => each.push(l),
+            Err(e) => {
+                if errors == 0 {
+                    eprintln!("first failed download: {e}");
+                }
+                errors += 1;
+            }
+        }
+    }
+    let wall = started.elapsed();
+    each.sort();
+    (wall, each, errors)
+}
+
+async fn section_stall(o: &Opts, d: &Arc<TunnelDialer>, cpid: u32, epid: u32) {
+    let active = o.streams - 1;
+    let expected = expected_hash(o.stall_size);
+    // 1,000 open, idle streams (each proven open by one echo).
+    let mut open_streams = Vec::with_capacity(o.streams);
+    for _ in 0..o.streams {
+        let mut s = open(Via::Relay, d).await.expect("open");
+        s.write_all(b"echo\nx").await.expect("write");
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.expect("echo");
+        open_streams.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (c_open, _) = rss(cpid);
+    let (e_open, _) = rss(epid);
+    drop(open_streams);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut base = Vec::new();
+    let mut stalled = Vec::new();
+    let mut loads = Vec::new();
+    let sampler = Sampler::start(cpid, epid);
+    for _ in 0..o.rounds {
+        base.push(downloads(d, active, o.stall_size, expected).await);
+        // One stream asks for 1 GiB and is never read: its window fills and stays full.
+        let mut s = open(Via::Relay, d).await.expect("open stalled");
+        s.write_all(b"get 1073741824\n").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stalled.push(downloads(d, active, o.stall_size, expected).await);
+        // The stalled stream is still intact: it reads on from where it stopped.
+        let mut buf = vec![0u8; 1 << 20];
+        s.read_exact(&mut buf)
+            .await
+            .expect("stalled stream resumes");
+        drop(s);
+        loads.push(loadavg());
+    }
+    let (c_peak, e_peak) = sampler.stop();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (c_after, _) = rss(cpid);
+    let (e_after, _) = rss(epid);
+    let gbps = |r: &(Duration, Vec<Duration>, usize)| {
+        r.1.len() as f64 * o.stall_size as f64 * 8.0 / r.0.as_secs_f64() / 1e9
+    };
+    println!(
+        "\n### {} concurrent streams through the 2-process tunnel: {active} downloads of {} KiB, without / with one more stream never read ({} rounds; load: {})\n",
+        o.streams,
+        o.stall_size >> 10,
+        o.rounds,
+        loads.join(" | ")
+    );
+    println!(
+        "| run | aggregate Gbit/s (each round) | per-stream p50 ms | per-stream p99 ms | failed |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, rs) in [
+        ("no stalled stream", &base),
+        ("one stalled stream", &stalled),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            fmt_all(&rs.iter().map(gbps).collect::<Vec<_>>(), 2),
+            fmt_all(&rs.iter().map(|r| pct(&r.1, 0.5)).collect::<Vec<_>>(), 1),
+            fmt_all(&rs.iter().map(|r| pct(&r.1, 0.99)).collect::<Vec<_>>(), 1),
+            rs.iter().map(|r| r.2).sum::<usize>(),
+        );
+    }
+    let b = median(&base.iter().map(gbps).collect::<Vec<_>>());
+    let s = median(&stalled.iter().map(gbps).collect::<Vec<_>>());
+    println!(
+        "\nwith one stalled stream the others' aggregate throughput is {:+.1} % (medians)",
+        (s / b - 1.0) * 100.0
+    );
+    println!("\n| RSS MiB | cloud process | edge process |");
+    println!("|---|---:|---:|");
+    println!(
+        "| {} streams open (idle) | {c_open:.1} | {e_open:.1} |",
+        o.streams
+    );
+    println!("| peak during the downloads | {c_peak:.1} | {e_peak:.1} |");
+    println!("| idle again afterwards | {c_after:.1} | {e_after:.1} |");
 }

@@ -16,13 +16,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::certs::Reloader;
-use super::h2io::H2Io;
 use super::metrics::{ProxyMetrics, l1};
+use super::pump;
+use super::transport::{self, Transport};
 use super::view::ProxyView;
-use super::{
-    CONNECTION_WINDOW, COPY_BUFFER, ERROR_HEADER, MAX_FRAME, STREAM_WINDOW, Timing, jitter,
-    keepalive,
-};
+use super::{CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, STREAM_WINDOW, Timing, jitter, keepalive};
 
 /// What the edge needs to serve streams.
 #[derive(Clone, Debug)]
@@ -89,7 +87,7 @@ async fn connect(
     server_name: Option<&str>,
     certs: &Reloader,
     timing: &Timing,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<Transport>, String> {
     let name = match server_name {
         Some(n) => {
             ServerName::try_from(n.to_owned()).map_err(|e| format!("server name {n:?}: {e}"))?
@@ -101,11 +99,12 @@ async fn connect(
         let tcp = TcpStream::connect(server)
             .await
             .map_err(|e| format!("TCP: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        connector
-            .connect(name, tcp)
+        let mut tls = connector
+            .connect(name, transport::wrap(tcp))
             .await
-            .map_err(|e| format!("TLS: {e}"))
+            .map_err(|e| format!("TLS: {e}"))?;
+        transport::tune(tls.get_mut().1);
+        Ok(tls)
     };
     tokio::time::timeout(timing.handshake_timeout, attempt)
         .await
@@ -227,11 +226,7 @@ async fn serve_stream(
         Err(_) => return, // the server gave up on the stream
     };
     count("ok");
-    let mut stream = H2Io::new(send, req.into_body());
-    let mut tcp = tcp;
     // Both halves end on EOF (END_STREAM / FIN, half-close passed on); h2 still flushes the
     // frames queued before the stream is dropped.
-    let _ =
-        tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, COPY_BUFFER, COPY_BUFFER)
-            .await;
+    let _ = pump::relay(send, req.into_body(), tcp).await;
 }

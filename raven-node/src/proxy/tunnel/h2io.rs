@@ -41,7 +41,8 @@ impl H2Io {
     }
 }
 
-fn h2_err(e: h2::Error) -> io::Error {
+/// An h2 error as the I/O error a byte-stream user expects (EOF for a clean close).
+pub fn h2_err(e: h2::Error) -> io::Error {
     if e.is_io() {
         e.into_io()
             .unwrap_or_else(|| io::Error::other("h2 I/O error"))

@@ -3,6 +3,8 @@
 //! - [`view`]: the pure view of the Gateways (roles, seats, allowed ports, routes; no I/O).
 //! - [`certs`]: certificate files, rotation, the node identity in a client certificate.
 //! - [`h2io`]: one HTTP/2 stream as a byte stream with per-stream flow control.
+//! - [`pump`]: the edge's copy-free relay between a stream and the TCP connection it dialed.
+//! - [`transport`]: the TCP connection under TLS (read buffer, send buffer limit, NODELAY).
 //! - [`server`]: the cloud side: the tunnel listener and the registry of connected tunnels.
 //! - [`client`]: the edge side: one tunnel per server replica, reconnecting, serving dials.
 //! - [`dialer`]: [`dialer::TunnelDialer`], the [`super::Dialer`] the front side uses.
@@ -20,8 +22,10 @@ pub mod client;
 pub mod dialer;
 pub mod h2io;
 pub mod metrics;
+pub mod pump;
 pub mod server;
 pub mod service;
+pub mod transport;
 pub mod view;
 
 use std::time::Duration;
@@ -42,8 +46,6 @@ pub const STREAM_WINDOW: u32 = 1 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
 /// Largest frame we accept: fewer frame headers and wakeups per byte than the 16 KiB default.
 pub const MAX_FRAME: u32 = 256 << 10;
-/// Copy buffer per direction between a stream and a TCP socket.
-pub const COPY_BUFFER: usize = 64 << 10;
 
 /// Timeouts and intervals of the tunnel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::certs::{Reloader, node_from_cert};
 use super::metrics::{ProxyMetrics, l1};
+use super::transport;
 use super::view::{Domain, ProxyView};
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW, Timing, keepalive};
 
@@ -146,9 +147,9 @@ fn seat_now(view: &ProxyView, me: &str, node: &str) -> Result<Domain, String> {
 }
 
 async fn serve_one(tcp: TcpStream, peer: SocketAddr, mut ctx: ServerCtx) -> Result<(), String> {
-    let _ = tcp.set_nodelay(true);
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.certs.current().server.clone());
-    let tls = match tokio::time::timeout(ctx.timing.handshake_timeout, acceptor.accept(tcp)).await {
+    let accept = acceptor.accept(transport::wrap(tcp));
+    let mut tls = match tokio::time::timeout(ctx.timing.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return Err(refuse(&ctx, "tls", format!("TLS handshake refused: {e}"))),
         Err(_) => return Err(refuse(&ctx, "tls", "TLS handshake timed out".to_owned())),
@@ -159,6 +160,7 @@ async fn serve_one(tcp: TcpStream, peer: SocketAddr, mut ctx: ServerCtx) -> Resu
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(node_from_cert);
+    transport::tune(tls.get_mut().1);
     let Some(node) = node else {
         return Err(refuse(
             &ctx,
