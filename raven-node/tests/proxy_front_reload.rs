@@ -22,10 +22,8 @@ use raven_node::daemon::metrics::Metrics;
 use raven_node::proxy::front::{
     self, FrontConfig, FrontHandle, FrontMetrics, FrontServices, ServerTlsFiles, TargetTls,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 const NODE: &str = "edge-r-1";

@@ -537,7 +537,7 @@ fn check_tools() -> Result<PathBuf> {
     Ok(cli)
 }
 
-/// The release raven-node unless RAVEN_NODE_BIN says otherwise; the lab reads the variable.
+/// The release raven-node unless RAVEN_NODE_BIN says otherwise (passed to the lab in its options).
 fn release_raven_node() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("RAVEN_NODE_BIN") {
         return Ok(PathBuf::from(p));
@@ -549,8 +549,6 @@ fn release_raven_node() -> Result<PathBuf> {
             p.display()
         )));
     }
-    // SAFETY: called from main before any other thread exists.
-    unsafe { std::env::set_var("RAVEN_NODE_BIN", &p) };
     Ok(p)
 }
 
@@ -603,6 +601,7 @@ fn run() -> Result<()> {
         tunnel_driver: Some("wireguard-userspace".into()),
         // The daemon's default, so the idle numbers are the daemon's, not the tests'.
         poll_interval_ms: Some(1000),
+        raven_node: Some(node_bin.clone()),
     };
     let mut lab = Lab::build_with(options)?;
     lab.start_daemons()?;

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::kube::{ControllerProcess, KubeApiServer, KubeError, TestUser};
 
 /// The API server and the signing controller; both stop on drop.
+#[derive(Debug)]
 pub struct CsrCluster {
     /// The API server.
     pub api: KubeApiServer,

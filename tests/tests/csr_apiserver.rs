@@ -6,7 +6,7 @@
 //! `deploy/rbac/node` bound to that group by the test), and the raven-node ServiceAccount with
 //! real pod-bound tokens from the TokenRequest API (the production path).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

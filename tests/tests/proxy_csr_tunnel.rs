@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use raven_api::gateway::v1beta1::Gateway;
@@ -22,7 +22,7 @@ use raven_node::proxy::Dialer;
 use raven_node::proxy::certs_kube::{self, CertKind, KubeCertConfig};
 use raven_node::proxy::tunnel::metrics::ProxyMetrics;
 use raven_node::proxy::tunnel::{Proxy, ProxyConfig};
-use raven_tests::csr_cluster::CsrCluster;
+use raven_tests::csr_cluster::{CsrCluster, node_user};
 use raven_tests::kube::KubeApiServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,10 +32,6 @@ const EDGE: &str = "pk-edge-1";
 /// The controller issues 1 h certificates backdated by 5 min (3900 s in all); renewing at
 /// this fraction makes each one due ~4 s after it was signed.
 const RENEW_FRACTION: f64 = 304.0 / 3900.0;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Loopback addresses of this test process (parallel test binaries never collide).
 fn ips() -> (Ipv4Addr, Ipv4Addr) {

@@ -57,6 +57,9 @@ pub struct LabOptions {
     /// `raven-node --poll-interval-ms`; `None` keeps the lab's fast [`LAB_POLL_INTERVAL_MS`]
     /// (benchmarks of an idle daemon pass the daemon's default, 1000).
     pub poll_interval_ms: Option<u64>,
+    /// The `raven-node` binary; `None` uses [`find_raven_node`] (benchmarks pass the release
+    /// build explicitly instead of changing the process environment).
+    pub raven_node: Option<PathBuf>,
 }
 
 /// How often the lab's daemons read their Gateway directory unless [`LabOptions`] says
@@ -290,7 +293,10 @@ impl Lab {
         check_preconditions()?;
         let cnitool = paths::find_cnitool()?;
         let raven_cni = paths::find_raven_cni()?;
-        let raven_node = find_raven_node()?;
+        let raven_node = match &options.raven_node {
+            Some(p) => p.clone(),
+            None => find_raven_node()?,
+        };
         let cni_path = format!(
             "{}:{DEBIAN_CNI_DIR}",
             raven_cni.parent().unwrap_or(Path::new("/")).display()
