@@ -148,19 +148,10 @@ impl NodeView {
             .filter_map(|a| a.address.parse::<IpAddr>().ok())
             .next_back();
         let spec = node.spec.as_ref();
-        let mut pod_cidrs: Vec<String> = spec
-            .and_then(|s| s.pod_cidrs.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| !c.is_empty())
-            .collect();
-        if pod_cidrs.is_empty()
-            && let Some(c) = spec
-                .and_then(|s| s.pod_cidr.as_ref())
-                .filter(|c| !c.is_empty())
-        {
-            pod_cidrs.push(c.clone());
-        }
+        let pod_cidrs = pod_cidrs_of(
+            spec.and_then(|s| s.pod_cidrs.as_deref()),
+            spec.and_then(|s| s.pod_cidr.as_deref()),
+        );
         NodeView {
             name: node.metadata.name.clone().unwrap_or_default(),
             labels: node.metadata.labels.clone().unwrap_or_default().into(),
@@ -276,6 +267,23 @@ impl k8s_openapi::Resource for NodeLite {
     type Scope = k8s_openapi::ClusterResourceScope;
 }
 
+/// A node's pod CIDRs: `spec.podCIDRs` without empty entries, else the single `spec.podCIDR`
+/// (clusters that predate dual-stack set only the latter).
+fn pod_cidrs_of(list: Option<&[String]>, single: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect();
+    if out.is_empty()
+        && let Some(c) = single.filter(|c| !c.is_empty())
+    {
+        out.push(c.to_string());
+    }
+    out
+}
+
 impl NodeView {
     /// Reduces a decoded [`NodeLite`]; the same view [`NodeView::from_node`] gives for the
     /// full object.
@@ -300,19 +308,10 @@ impl NodeView {
             .filter_map(|a| a.address.parse::<IpAddr>().ok())
             .next_back();
         let spec = node.spec.as_ref();
-        let mut pod_cidrs: Vec<String> = spec
-            .and_then(|s| s.pod_cidrs.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| !c.is_empty())
-            .collect();
-        if pod_cidrs.is_empty()
-            && let Some(c) = spec
-                .and_then(|s| s.pod_cidr.as_ref())
-                .filter(|c| !c.is_empty())
-        {
-            pod_cidrs.push(c.clone());
-        }
+        let pod_cidrs = pod_cidrs_of(
+            spec.and_then(|s| s.pod_cidrs.as_deref()),
+            spec.and_then(|s| s.pod_cidr.as_deref()),
+        );
         NodeView {
             name: node.metadata.name.clone().unwrap_or_default(),
             labels: node.metadata.labels.clone().unwrap_or_default().into(),
