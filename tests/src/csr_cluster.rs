@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::kube::{ControllerProcess, KubeApiServer, KubeError, TestUser};
+use crate::kube::{ControllerProcess, KubeApiServer, KubeError, TestUser, controller_user};
 
 /// The API server and the signing controller; both stop on drop.
 #[derive(Debug)]
@@ -26,18 +26,6 @@ pub fn node_user(name: &str) -> TestUser {
         name: format!("system:node:{name}"),
         token: format!("token-{name}"),
         groups: vec!["system:nodes".into()],
-    }
-}
-
-/// The controller's ServiceAccount identity.
-pub fn controller_user() -> TestUser {
-    TestUser {
-        name: "system:serviceaccount:kube-system:raven-controller".into(),
-        token: "raven-controller-token".into(),
-        groups: vec![
-            "system:serviceaccounts".into(),
-            "system:serviceaccounts:kube-system".into(),
-        ],
     }
 }
 

@@ -57,6 +57,18 @@ pub struct TestUser {
     pub groups: Vec<String>,
 }
 
+/// raven-controller's ServiceAccount (`kube-system/raven-controller`) as a token-file user.
+pub fn controller_user() -> TestUser {
+    TestUser {
+        name: "system:serviceaccount:kube-system:raven-controller".into(),
+        token: "raven-controller-token".into(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            "system:serviceaccounts:kube-system".into(),
+        ],
+    }
+}
+
 /// A response from the API server.
 #[derive(Clone, Debug)]
 pub struct Response {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raven_tests::kube::{ControllerProcess, KubeApiServer, TestUser, wait_for};
+use raven_tests::kube::{ControllerProcess, KubeApiServer, controller_user, wait_for};
 use serde_json::{Value, json};
 
 const GW: &str = "/apis/raven.openyurt.io/v1beta1/gateways";
@@ -23,21 +23,10 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn sa_user() -> TestUser {
-    TestUser {
-        name: "system:serviceaccount:kube-system:raven-controller".into(),
-        token: "raven-controller-token".into(),
-        groups: vec![
-            "system:serviceaccounts".into(),
-            "system:serviceaccounts:kube-system".into(),
-        ],
-    }
-}
-
 /// API server with our CRDs (and optionally OpenYurt's NodePool CRD), our RBAC, raven-cfg with
 /// both features on, and a kubeconfig for the controller's identity.
 fn setup(nodepools: bool) -> (KubeApiServer, PathBuf) {
-    let user = sa_user();
+    let user = controller_user();
     let api = KubeApiServer::start_with_users(std::slice::from_ref(&user))
         .unwrap_or_else(|e| panic!("cannot start the test API server: {e}"));
     let crd = std::fs::read_to_string(repo().join("deploy/crds/raven.openyurt.io_gateways.yaml"))

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use raven_tests::kube::{ADMIN_TOKEN, ControllerProcess, KubeApiServer, TestUser, wait_for};
+use raven_tests::kube::{ADMIN_TOKEN, ControllerProcess, KubeApiServer, controller_user, wait_for};
 use serde_json::{Value, json};
 
 const BETA: &str = "/apis/raven.openyurt.io/v1beta1/gateways";
@@ -31,17 +31,6 @@ const T: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn sa_user() -> TestUser {
-    TestUser {
-        name: "system:serviceaccount:kube-system:raven-controller".into(),
-        token: "raven-controller-token".into(),
-        groups: vec![
-            "system:serviceaccounts".into(),
-            "system:serviceaccounts:kube-system".into(),
-        ],
-    }
 }
 
 /// The first global address of this host (IPv4 preferred): Endpoints refuse loopback.
@@ -115,7 +104,7 @@ struct Cluster {
 
 /// API server with aggregator routing, the Gateway CRD, RBAC and webhooks from `deploy/`.
 fn setup() -> Cluster {
-    let user = sa_user();
+    let user = controller_user();
     let api = KubeApiServer::start_with_args(
         std::slice::from_ref(&user),
         &["--enable-aggregator-routing=true"],
