@@ -12,6 +12,7 @@
 
 pub mod auth_kube;
 pub mod certs_kube;
+pub mod der;
 pub mod front;
 pub mod pods_kube;
 pub mod tunnel;

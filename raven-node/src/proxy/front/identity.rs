@@ -5,67 +5,46 @@
 //! subject with a small bounds-checked DER walker (no new dependency for two attributes).
 
 use super::auth::UserInfo;
+use crate::proxy::der::tlv;
 
 /// OID 2.5.4.3 (commonName), DER content bytes.
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
 /// OID 2.5.4.10 (organizationName), DER content bytes.
 const OID_O: &[u8] = &[0x55, 0x04, 0x0a];
 
-/// One DER element: (tag, content, rest of the input).
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
 /// The subject of a DER certificate as a user, `None` when it has no CN or does not parse.
 pub fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
     const SEQUENCE: u8 = 0x30;
-    let (tag, cert, _) = element(der)?;
+    let (tag, cert, _) = tlv(der)?;
     if tag != SEQUENCE {
         return None;
     }
-    let (tag, tbs, _) = element(cert)?;
+    let (tag, tbs, _) = tlv(cert)?;
     if tag != SEQUENCE {
         return None;
     }
     let mut rest = tbs;
     // Optional [0] version.
     if rest.first() == Some(&0xa0) {
-        rest = element(rest)?.2;
+        rest = tlv(rest)?.2;
     }
     // serialNumber, signature, issuer, validity, then subject.
     for _ in 0..4 {
-        rest = element(rest)?.2;
+        rest = tlv(rest)?.2;
     }
-    let (tag, mut subject, _) = element(rest)?;
+    let (tag, mut subject, _) = tlv(rest)?;
     if tag != SEQUENCE {
         return None;
     }
     let mut user = UserInfo::default();
     while !subject.is_empty() {
-        let (_, mut rdn, after) = element(subject)?;
+        let (_, mut rdn, after) = tlv(subject)?;
         subject = after;
         while !rdn.is_empty() {
-            let (_, atv, after) = element(rdn)?;
+            let (_, atv, after) = tlv(rdn)?;
             rdn = after;
-            let (oid_tag, oid, value) = element(atv)?;
-            let (_, text, _) = element(value)?;
+            let (oid_tag, oid, value) = tlv(atv)?;
+            let (_, text, _) = tlv(value)?;
             if oid_tag != 0x06 {
                 continue;
             }

@@ -18,6 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::proxy::der::tlv;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
@@ -275,28 +276,6 @@ pub fn node_from_cert(cert: &CertificateDer<'_>) -> Option<String> {
         .strip_prefix(NODE_CN_PREFIX)
         .or_else(|| cn.strip_prefix(raven_api::wellknown::PROXY_CLIENT_CN_PREFIX))?;
     (!name.is_empty() && name.len() <= 253).then(|| name.to_owned())
-}
-
-/// One DER TLV: `(tag, content, rest)`. Bounded reads only; `None` on malformed input.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
 const SEQUENCE: u8 = 0x30;
