@@ -8,6 +8,7 @@
 pub mod cni_install;
 pub mod daemon;
 pub mod dataplane;
+pub mod memory;
 pub mod plan;
 pub mod proxy;
 pub mod tunnel;

@@ -585,6 +585,7 @@ fn status(addr: SocketAddr, output: OutputFormat) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    raven_node::memory::limit_arenas();
     let cli = Cli::parse();
     let common = match &cli.command {
         Command::Run(c) | Command::Cleanup(c) => c,

@@ -133,12 +133,14 @@ where
     };
     let ka = keepalive(pp, ctx.timing.clone());
     tokio::pin!(ka);
+    let streams = pump::StreamCount::default();
     loop {
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
                     let ctx = ctx.clone();
-                    tokio::spawn(async move { serve_stream(req, respond, ctx).await });
+                    let counted = streams.enter();
+                    tokio::spawn(async move { serve_stream(req, respond, ctx, counted).await });
                 }
                 Some(Err(e)) => return format!("connection: {e}"),
                 None => return "closed by the server".to_owned(),
@@ -174,6 +176,7 @@ async fn serve_stream(
     req: Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
     ctx: EdgeCtx,
+    counted: pump::Counted,
 ) {
     let count = |result: &str| {
         ctx.metrics
@@ -228,5 +231,5 @@ async fn serve_stream(
     count("ok");
     // Both halves end on EOF (END_STREAM / FIN, half-close passed on); h2 still flushes the
     // frames queued before the stream is dropped.
-    let _ = pump::relay(send, req.into_body(), tcp).await;
+    let _ = pump::relay(send, req.into_body(), tcp, counted).await;
 }

@@ -1,7 +1,7 @@
 //! The edge's relay between one HTTP/2 stream and the TCP connection it dialed, without the
 //! intermediate copies of a generic `copy_bidirectional` over [`super::h2io::H2Io`]:
-//! - TCP → stream: bytes are read into a [`BytesMut`] and handed to h2 as frozen [`Bytes`]
-//!   slices of it (no copy into a second buffer);
+//! - TCP → stream: once the socket has bytes and h2 granted send capacity, at most that much
+//!   is read into a buffer of that size and handed to h2 as is (no copy into a second buffer);
 //! - stream → TCP: each received DATA chunk is written to the socket as is, and only then
 //!   credited back to the peer, so a target that stops reading closes this stream's window
 //!   (and only this stream's).
@@ -11,10 +11,12 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -22,14 +24,60 @@ use super::h2io::h2_err;
 
 /// Bytes read from the socket per call at most (also the largest chunk handed to h2 at once).
 pub const READ_CHUNK: usize = 256 << 10;
-/// Below this much free space the read buffer is replaced rather than read into: tiny reads
-/// would make tiny frames.
-const MIN_FREE: usize = 16 << 10;
+/// Smallest read size the budget shrinks to (one TLS record's worth of payload).
+pub const MIN_CHUNK: usize = 16 << 10;
+/// What the receiving side of a tunnel may have to hold in partly consumed frames, spread
+/// over the tunnel's active streams.
+///
+/// Why: a received DATA frame stays in memory whole until its last byte is consumed, so a
+/// receiver holds up to one frame per stream whatever the flow-control windows say. 1,000
+/// streams of 256 KiB frames made the cloud hold ≈ 250 MiB; with the frame size following
+/// this budget it holds ≈ 16 MiB, while a single stream still gets 256 KiB frames.
+pub const PINNED_BUDGET: usize = 16 << 20;
+
+/// The largest chunk (hence frame) one stream sends while `active` streams share the tunnel.
+pub fn chunk_size(active: usize) -> usize {
+    (PINNED_BUDGET / active.max(1)).clamp(MIN_CHUNK, READ_CHUNK)
+}
+
+/// Counts the streams of one tunnel, so each can size its chunks by [`chunk_size`].
+#[derive(Clone, Debug, Default)]
+pub struct StreamCount(Arc<AtomicUsize>);
+
+/// One counted stream; dropping it uncounts it.
+#[derive(Debug)]
+pub struct Counted(Arc<AtomicUsize>);
+
+impl StreamCount {
+    /// Counts one more stream for as long as the guard lives.
+    pub fn enter(&self) -> Counted {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted(self.0.clone())
+    }
+}
+
+impl Counted {
+    /// The chunk size for the current number of streams.
+    fn chunk(&self) -> usize {
+        chunk_size(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Relays until both directions ended (or one failed).
-pub async fn relay(send: SendStream<Bytes>, recv: RecvStream, tcp: TcpStream) -> io::Result<()> {
+pub async fn relay(
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    tcp: TcpStream,
+    counted: Counted,
+) -> io::Result<()> {
     let (rd, wr) = tcp.into_split();
-    tokio::try_join!(stream_to_tcp(recv, wr), tcp_to_stream(rd, send)).map(|_| ())
+    tokio::try_join!(stream_to_tcp(recv, wr), tcp_to_stream(rd, send, &counted)).map(|_| ())
 }
 
 async fn stream_to_tcp(mut recv: RecvStream, mut wr: OwnedWriteHalf) -> io::Result<()> {
@@ -42,43 +90,59 @@ async fn stream_to_tcp(mut recv: RecvStream, mut wr: OwnedWriteHalf) -> io::Resu
     wr.shutdown().await
 }
 
-async fn tcp_to_stream(mut rd: OwnedReadHalf, mut send: SendStream<Bytes>) -> io::Result<()> {
-    let mut buf = BytesMut::new();
+/// Socket → stream, holding memory only for bytes that can be sent now.
+///
+/// Order per round: wait until the socket has bytes (or EOF), *then* ask h2 for send
+/// capacity, then read at most that much into a buffer of exactly that size. Asking only
+/// when bytes wait means an idle stream (a quiet `logs -f`) holds none of the connection's
+/// send window; reading only what may be sent means a stream whose window is closed holds no
+/// read buffer, so memory follows the flow-control windows, not the number of streams (a
+/// fixed 256 KiB buffer per stream made 1,000 busy streams cost ≈ 250 MiB).
+async fn tcp_to_stream(
+    rd: OwnedReadHalf,
+    mut send: SendStream<Bytes>,
+    counted: &Counted,
+) -> io::Result<()> {
     loop {
-        if buf.capacity() - buf.len() < MIN_FREE {
-            // The previous buffer's bytes are still owned by h2 (frozen slices); start a new one.
-            buf = BytesMut::with_capacity(READ_CHUNK);
+        rd.readable().await?;
+        let chunk = counted.chunk();
+        send.reserve_capacity(chunk);
+        let cap = wait_for_capacity(&mut send).await?;
+        let mut buf = BytesMut::with_capacity(cap.min(chunk));
+        match rd.try_read_buf(&mut buf) {
+            Ok(0) => {
+                send.reserve_capacity(0);
+                return send.send_data(Bytes::new(), true).map_err(h2_err);
+            }
+            Ok(_) => {
+                send.send_data(buf.freeze(), false).map_err(h2_err)?;
+                // Keep capacity for the queued bytes only; the rest goes back to the
+                // connection for other streams.
+                send.reserve_capacity(0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => send.reserve_capacity(0),
+            Err(e) => return Err(e),
         }
-        if rd.read_buf(&mut buf).await? == 0 {
-            send.reserve_capacity(0);
-            return send.send_data(Bytes::new(), true).map_err(h2_err);
-        }
-        send_all(&mut send, buf.split().freeze()).await?;
     }
 }
 
-/// Sends `data` as the stream's window and the connection allow, without copying it.
-pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> io::Result<()> {
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        // Capacity already assigned is used at once: poll_capacity only reports increases.
-        let mut cap = send.capacity();
-        while cap == 0 {
-            match poll_fn(|cx| send.poll_capacity(cx)).await {
-                Some(Ok(_)) => cap = send.capacity(),
-                Some(Err(e)) => return Err(h2_err(e)),
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "stream closed by the peer",
-                    ));
-                }
+/// Waits until the stream has send capacity assigned (after a `reserve_capacity`).
+async fn wait_for_capacity(send: &mut SendStream<Bytes>) -> io::Result<usize> {
+    // Capacity already assigned is used at once: poll_capacity only reports increases.
+    let mut cap = send.capacity();
+    while cap == 0 {
+        match poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(Ok(_)) => cap = send.capacity(),
+            Some(Err(e)) => return Err(h2_err(e)),
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "stream closed by the peer",
+                ));
             }
         }
-        let chunk = data.split_to(cap.min(data.len()));
-        send.send_data(chunk, false).map_err(h2_err)?;
     }
-    Ok(())
+    Ok(cap)
 }
 
 #[cfg(test)]
@@ -86,6 +150,39 @@ mod tests {
     use super::*;
     use crate::proxy::tunnel::h2io::H2Io;
     use http::{Method, Request, Response};
+    use tokio::io::AsyncReadExt;
+
+    /// The chunk size per number of active streams: full size while few streams share the
+    /// tunnel, then the budget split evenly, never below one TLS record.
+    #[test]
+    fn chunk_size_follows_the_number_of_streams() {
+        for (active, want) in [
+            (0, READ_CHUNK),
+            (1, READ_CHUNK),
+            (64, READ_CHUNK),
+            (65, PINNED_BUDGET / 65),
+            (256, 64 << 10),
+            (1000, PINNED_BUDGET / 1000),
+            (1025, MIN_CHUNK),
+            (100_000, MIN_CHUNK),
+        ] {
+            assert_eq!(chunk_size(active), want, "{active} streams");
+        }
+    }
+
+    /// The count follows the guards: entering adds one, dropping a guard removes it.
+    #[test]
+    fn stream_count_follows_guards() {
+        let count = StreamCount::default();
+        let a = count.enter();
+        let b = count.enter();
+        assert_eq!(count.0.load(Ordering::Relaxed), 2);
+        drop(a);
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(b.chunk(), READ_CHUNK);
+        drop(b);
+        assert_eq!(count.0.load(Ordering::Relaxed), 0);
+    }
 
     /// An h2 client stream relayed by [`relay`] to a TCP echo server: bytes come back intact
     /// in order, in chunks larger than one read, and half-close (END_STREAM → FIN → EOF →
@@ -111,7 +208,10 @@ mod tests {
                 .send_response(Response::new(()), false)
                 .expect("200");
             let tcp = TcpStream::connect(echo_addr).await.expect("dial");
-            relay(send, req.into_body(), tcp).await.expect("relay");
+            let count = StreamCount::default();
+            relay(send, req.into_body(), tcp, count.enter())
+                .await
+                .expect("relay");
         });
         let (client, conn) = h2::client::handshake(a).await.expect("client handshake");
         tokio::spawn(conn);

@@ -117,6 +117,8 @@ impl Proxy {
             config.timing.clone(),
         ));
         let tunnels2 = tunnels.clone();
+        // The proxy is what churns buffers; its runtime gives freed memory back.
+        runtime.spawn(crate::memory::trim_loop());
         runtime.spawn(async move {
             let certs = match certs {
                 Some(c) => c,
