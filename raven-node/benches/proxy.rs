@@ -314,7 +314,6 @@ fn wait_ready(p: &mut Proc) {
 
 /// Body of a re-executed child: runs one proxy in a namespace until stdin closes.
 fn child_main(role: &str) {
-    raven_node::memory::limit_arenas();
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
     let ns = File::open(format!("/run/netns/{}", env(CHILD_NETNS))).expect("netns");
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -476,6 +475,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` discovery
     }
+    // As raven-node's main does: the in-process dialer runs in this process.
+    raven_node::memory::tune_allocator();
     if let Ok(role) = std::env::var(CHILD_ENV) {
         return child_main(&role);
     }

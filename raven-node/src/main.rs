@@ -585,7 +585,7 @@ fn status(addr: SocketAddr, output: OutputFormat) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    raven_node::memory::limit_arenas();
+    raven_node::memory::tune_allocator();
     let cli = Cli::parse();
     let common = match &cli.command {
         Command::Run(c) | Command::Cleanup(c) => c,

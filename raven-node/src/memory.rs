@@ -7,9 +7,13 @@
 //! streams, `--only stall`): peak RSS of the cloud process 79 MiB with default arenas, 75–79
 //! MiB with two, 54–57 MiB with one, and without trimming it stayed near the peak after the
 //! burst (70 MiB; 9 MiB with the trim). Two measures, both glibc-only (no-ops elsewhere):
-//! - [`limit_arenas`] at start: one arena ([`ARENAS`]); small blocks still come from each
+//! - [`tune_allocator`] at start: one arena ([`ARENAS`]); small blocks still come from each
 //!   thread's lock-free cache, and the daemon has few threads (no measurable throughput cost
-//!   in the same bench);
+//!   in the same bench). Fixed mmap and trim thresholds ([`MMAP_THRESHOLD`],
+//!   [`KEEP_FREE_TOP`]): by default glibc serves 128–256 KiB buffers (socket reads, frames)
+//!   with fresh mmaps or shrinks the heap on every free, so each buffer is page-faulted and
+//!   zeroed anew (≈ 10 % of the proxy's CPU in a single-stream profile); here they are reused
+//!   from the heap, and the trim tick below gives memory back instead;
 //! - [`trim_loop`]: every [`TRIM_INTERVAL`], when the allocator's free memory grew by
 //!   [`TRIM_THRESHOLD`] or more, `malloc_trim(0)` returns those pages to the kernel.
 
@@ -17,17 +21,23 @@ use std::time::Duration;
 
 /// Malloc arenas at most.
 pub const ARENAS: i32 = 1;
+/// Blocks at least this large get their own mapping (rare; frames and reads are ≤ 256 KiB).
+pub const MMAP_THRESHOLD: i32 = 4 << 20;
+/// Free memory at the top of the heap that `free` keeps rather than returning at once.
+pub const KEEP_FREE_TOP: i32 = 64 << 20;
 /// How often the allocator's free memory is checked.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// Growth of the allocator's free memory that makes returning it worth a trim.
 pub const TRIM_THRESHOLD: usize = 4 << 20;
 
-/// Caps the number of malloc arenas. Call first thing in `main`, before threads start.
-pub fn limit_arenas() {
+/// Sets the allocator policy above. Call first thing in `main`, before threads start.
+pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX takes any positive count.
+    // SAFETY: mallopt only sets allocator parameters; each value is in its documented range.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_FREE_TOP);
     }
 }
 
