@@ -20,6 +20,11 @@
 //! without one more stream whose reader never reads; plus the proxies' RSS idle, with 1,000
 //! open streams and at the peak). Each measurement is repeated `--rounds` times.
 //!
+//! `--link-rate RATE` (tc syntax, e.g. `1gbit`, `100mbit`) shapes the cloud-1 ↔ edge-a-1 veth
+//! with a token bucket each way, so every path crosses a link of a WAN's speed instead of a
+//! memory-speed veth: what an edge cluster's operator sees when the link, not the CPU, is the
+//! limit. Without it, all paths are CPU-bound on the same machine.
+//!
 //! Run as root: `cargo bench -p raven-node --bench proxy -- --bytes 1073741824 --requests 2000`.
 
 #[path = "../tests/proxy_support/mod.rs"]
@@ -94,6 +99,22 @@ fn arg_str(name: &str) -> Option<String> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
+}
+
+/// Limits `dev`'s egress in `ns` to `rate` with a token bucket (tc's own rate syntax).
+fn shape(ns: &Ns, dev: &str, rate: &str) {
+    let st = Command::new("tc")
+        .args([
+            "-n", &ns.name, "qdisc", "replace", "dev", dev, "root", "tbf",
+        ])
+        .args(["rate", rate, "burst", "256kb", "latency", "20ms"])
+        .status()
+        .expect("running tc (iproute2)");
+    assert!(
+        st.success(),
+        "tc could not shape {dev} in {} to {rate}",
+        ns.name
+    );
 }
 
 fn loadavg() -> String {
@@ -494,6 +515,12 @@ fn main() {
     };
     println!("load average at start: {}", loadavg());
     let lab = Lab::build();
+    if let Some(rate) = arg_str("--link-rate") {
+        for (ns, dev) in [(&lab.cloud, "to-a"), (&lab.ea1, "up0")] {
+            shape(ns, dev, &rate);
+        }
+        println!("link cloud-1 ↔ edge-a-1 shaped to {rate} each way (tbf)");
+    }
     stub(&lab.ea1, "0.0.0.0:10250", "edge-a-1");
     let work = tempfile::tempdir().expect("tempdir");
     let gw_file = work.path().join("gateways.json");
