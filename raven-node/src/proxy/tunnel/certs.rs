@@ -98,6 +98,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 pub struct TlsFiles {
     chain: Vec<CertificateDer<'static>>,
+    /// The leaf's notAfter (unix seconds), when its validity parses.
+    not_after: Option<i64>,
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
     digest: u64,
@@ -144,8 +146,10 @@ impl TlsFiles {
                 reason: format!("bad CA certificate: {e}"),
             })?;
         }
+        let not_after = chain.first().and_then(|leaf| not_after(leaf));
         let files = Self {
             chain,
+            not_after,
             key,
             roots: Arc::new(roots),
             digest: h.finish(),
@@ -188,6 +192,13 @@ impl TlsFiles {
     }
 }
 
+/// A certificate's notAfter in unix seconds (`None` when it does not parse as X.509).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
 /// The current configurations, swapped on rotation.
 #[derive(Clone, Debug)]
 pub struct Current {
@@ -195,6 +206,8 @@ pub struct Current {
     pub server: Arc<rustls::ServerConfig>,
     /// For dialing servers.
     pub client: Arc<rustls::ClientConfig>,
+    /// The certificate's notAfter (unix seconds), for the expiry metric.
+    pub not_after: Option<i64>,
 }
 
 /// Holds the last good material and reloads it when the files change.
@@ -211,6 +224,7 @@ impl Reloader {
         let current = Arc::new(Current {
             server: files.server_config()?,
             client: files.client_config()?,
+            not_after: files.not_after,
         });
         Ok(Self {
             paths,
@@ -237,6 +251,7 @@ impl Reloader {
         let current = Arc::new(Current {
             server: files.server_config()?,
             client: files.client_config()?,
+            not_after: files.not_after,
         });
         match self.state.write() {
             Ok(mut s) => *s = (files.digest, current),
@@ -401,10 +416,11 @@ mod tests {
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca = ca_params.self_signed(&ca_key).expect("ca");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let issue = |cn: &str| {
+        let issue = |cn: &str, year: i32| {
             let key = rcgen::KeyPair::generate().expect("key");
             let mut p = rcgen::CertificateParams::new(vec!["n".to_owned()]).expect("params");
             p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p.not_after = rcgen::date_time_ymd(year, 1, 1);
             let c = p.signed_by(&key, &issuer).expect("signed");
             (c.pem(), key.serialize_pem())
         };
@@ -412,16 +428,19 @@ mod tests {
             Reloader::new(paths.clone()),
             Err(CertError::Read { .. })
         ));
-        let (c1, k1) = issue("system:node:one");
+        let (c1, k1) = issue("system:node:one", 2030);
         write_files(&paths, c1.as_bytes(), k1.as_bytes(), ca.pem().as_bytes()).expect("write");
         let r = Reloader::new(paths.clone()).expect("loads");
         assert!(
             !r.reload().expect("same files"),
             "unchanged files are not a rotation"
         );
-        let (c2, k2) = issue("system:node:two");
+        // 2030-01-01T00:00:00Z, then 2031's: the expiry metric's source follows rotations.
+        assert_eq!(r.current().not_after, Some(1_893_456_000));
+        let (c2, k2) = issue("system:node:two", 2031);
         write_files(&paths, c2.as_bytes(), k2.as_bytes(), ca.pem().as_bytes()).expect("write");
         assert!(r.reload().expect("rotated"));
+        assert_eq!(r.current().not_after, Some(1_924_992_000));
         assert_eq!(
             TlsFiles::load(&paths).expect("load").node_name().as_deref(),
             Some("two")
@@ -432,6 +451,10 @@ mod tests {
         std::fs::write(&paths.cert, "garbage").expect("write");
         let e = r.reload().expect_err("garbage refused");
         assert!(e.to_string().contains("tls.crt"), "{e}");
-        let _still = r.current();
+        assert_eq!(
+            r.current().not_after,
+            Some(1_924_992_000),
+            "refused files leave the material (and its notAfter) in use"
+        );
     }
 }

@@ -46,6 +46,9 @@ pub struct ProxyMetrics {
     pub edge_streams: Family<Labels, Counter>,
     /// Certificate reloads, by result (`rotated`, `error`).
     pub cert_reloads: Family<Labels, Counter>,
+    /// notAfter (unix seconds) of the certificate in use, by `cert` (`tunnel`: the node's own,
+    /// used to dial; `tunnel_server`: the separate server certificate of Kubernetes mode).
+    pub cert_not_after: Family<Labels, Gauge>,
 }
 
 impl Default for ProxyMetrics {
@@ -62,6 +65,7 @@ impl Default for ProxyMetrics {
             tunnel_connects: Family::default(),
             edge_streams: Family::default(),
             cert_reloads: Family::default(),
+            cert_not_after: Family::default(),
         }
     }
 }
@@ -145,5 +149,17 @@ impl ProxyMetrics {
             "Certificate file reloads, by result",
             self.cert_reloads.clone(),
         );
+        registry.register(
+            "cert_not_after_timestamp_seconds",
+            "notAfter of the proxy certificate in use, unix seconds (alert before time() reaches it)",
+            self.cert_not_after.clone(),
+        );
+    }
+
+    /// Publishes the notAfter of the material `cert` now uses (nothing when it did not parse).
+    pub fn set_cert_not_after(&self, cert: &str, not_after: Option<i64>) {
+        if let Some(t) = not_after {
+            self.cert_not_after.get_or_create(&l1("cert", cert)).set(t);
+        }
     }
 }

@@ -126,6 +126,7 @@ impl Proxy {
             };
             tokio::spawn(reload_loop(
                 certs.clone(),
+                "tunnel",
                 metrics.clone(),
                 config.timing.clone(),
             ));
@@ -200,12 +201,20 @@ async fn wait_for_certs(config: &ProxyConfig) -> Arc<Reloader> {
     }
 }
 
-async fn reload_loop(certs: Arc<Reloader>, metrics: ProxyMetrics, timing: Timing) {
+/// Reloads `certs` (published as `cert` in the expiry metric) on every tick.
+async fn reload_loop(
+    certs: Arc<Reloader>,
+    cert: &'static str,
+    metrics: ProxyMetrics,
+    timing: Timing,
+) {
+    metrics.set_cert_not_after(cert, certs.current().not_after);
     loop {
         tokio::time::sleep(timing.cert_reload).await;
         match certs.reload() {
             Ok(false) => {}
             Ok(true) => {
+                metrics.set_cert_not_after(cert, certs.current().not_after);
                 metrics
                     .cert_reloads
                     .get_or_create(&l1("result", "rotated"))
@@ -302,6 +311,7 @@ fn server_material(
             tracing::info!("proxy server certificate files loaded");
             tokio::spawn(reload_loop(
                 r.clone(),
+                "tunnel_server",
                 metrics.clone(),
                 config.timing.clone(),
             ));
