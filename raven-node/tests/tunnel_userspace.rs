@@ -597,15 +597,15 @@ fn tunnel_carries_icmp_and_tcp_encrypted() {
     assert!(lab.ping_a_to_b());
 }
 
-/// `(packets, bytes)` the kernel received from the driver on the device (`rx`: frames the
-/// driver wrote), from `ip -s` of the namespace.
-fn device_rx(ns: &Netns) -> (u64, u64) {
+/// `(packets, bytes)` the kernel received from the driver on the device (`RX`: frames the
+/// driver wrote) or handed to it (`TX`: frames the driver read), from `ip -s`.
+fn device_stats(ns: &Netns, direction: &str) -> (u64, u64) {
     let text = ns.sh(&format!("ip -s -o link show dev {DEVICE}"));
-    // One line: "... RX: bytes packets errors ... \    <bytes> <packets> ...".
+    // One line: "... RX: bytes packets errors ... \    <bytes> <packets> ... TX: ...".
     let after = text
-        .split("RX:")
+        .split(direction)
         .nth(1)
-        .unwrap_or_else(|| panic!("no RX stats in {text:?}"));
+        .unwrap_or_else(|| panic!("no {direction} stats in {text:?}"));
     let nums: Vec<u64> = after
         .split(|c: char| c.is_whitespace() || c == '\\')
         .filter_map(|w| w.parse().ok())
@@ -614,12 +614,13 @@ fn device_rx(ns: &Netns) -> (u64, u64) {
     (nums[1], nums[0])
 }
 
-/// Bulk TCP through the tunnel arrives intact and is handed to the kernel as TCP
-/// superpackets (userspace GRO, `offload`): far fewer frames written than segments sent.
+/// Bulk TCP through the tunnel arrives intact; the sending side reads it from the kernel as
+/// TCP superpackets and the receiving side hands it back as superpackets (`offload`): far
+/// fewer frames than segments on both devices.
 /// Side a starts from a TUN device an older version left behind, created without
 /// `IFF_VNET_HDR` (`ip tuntap`): attaching switches it over, in place.
 #[test]
-fn bulk_tcp_is_merged_into_superpackets_on_an_upgraded_device() {
+fn bulk_tcp_crosses_devices_as_superpackets_on_an_upgraded_device() {
     let lab = Lab::direct("g");
     lab.ns_a.sh(&format!("ip tuntap add dev {DEVICE} mode tun"));
     assert!(
@@ -651,7 +652,8 @@ fn bulk_tcp_is_merged_into_superpackets_on_an_upgraded_device() {
 
     let payload: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
     let total = payload.len();
-    let (packets0, bytes0) = device_rx(&lab.ns_b);
+    let (packets0, bytes0) = device_stats(&lab.ns_b, "RX:");
+    let (tx_packets0, tx_bytes0) = device_stats(&lab.ns_a, "TX:");
     let server = lab.b.in_ns(|| {
         let listener = TcpListener::bind("10.2.0.1:7001").expect("bind");
         thread::spawn(move || {
@@ -669,7 +671,19 @@ fn bulk_tcp_is_merged_into_superpackets_on_an_upgraded_device() {
         "the bytes arrived intact ({} of {total})",
         got.len()
     );
-    let (packets1, bytes1) = device_rx(&lab.ns_b);
+    let (packets1, bytes1) = device_stats(&lab.ns_b, "RX:");
+    let (tx_packets1, tx_bytes1) = device_stats(&lab.ns_a, "TX:");
+    let (tx_packets, tx_bytes) = (tx_packets1 - tx_packets0, tx_bytes1 - tx_bytes0);
+    eprintln!(
+        "a's device: {tx_packets} frames read, {tx_bytes} bytes, {} bytes per frame",
+        tx_bytes / tx_packets.max(1)
+    );
+    // Reading: the kernel hands the sender's TSO bursts over whole (TUN_F_TSO4), the driver
+    // splits them; unsplit, every frame would be one segment.
+    assert!(
+        tx_bytes >= total as u64 && tx_bytes / tx_packets.max(1) > 2 * 1420,
+        "frames read are superpackets: {tx_packets} frames for {tx_bytes} bytes"
+    );
     let (packets, bytes) = (packets1 - packets0, bytes1 - bytes0);
     eprintln!(
         "b's device: {packets} frames, {bytes} bytes, {} bytes per frame",

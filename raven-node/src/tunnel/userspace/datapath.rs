@@ -1,8 +1,8 @@
 //! The packet path: one thread per direction plus a timer thread.
 //!
 //! - **outbound** (TUN → UDP): reads packets from the TUN device until it runs dry or a batch
-//!   is full, encrypts each straight into one contiguous buffer and sends the whole batch with
-//!   one `sendmmsg(2)`;
+//!   is full, cuts TCP superpackets into their segments ([`split_tcp4`]), encrypts each
+//!   straight into one contiguous buffer and sends the whole batch with one `sendmmsg(2)`;
 //! - **inbound** (UDP → TUN): receives a batch with one `recvmmsg(2)` (with `UDP_GRO`, a
 //!   train of datagrams from one sender arrives as one buffer and is split here), finds the
 //!   peer by receiver index (or, for a handshake initiation, by the initiator's static key),
@@ -29,7 +29,7 @@ use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::liveness::{self, Action};
-use super::offload::{Coalescer, Sink, VNET_HDR_LEN, finish_read};
+use super::offload::{Coalescer, Frame, Sink, VNET_HDR_LEN, finish_read, split_tcp4};
 use super::strangers::Strangers;
 use super::table::{Entry, PeerTable, destination};
 use super::tun::Tun;
@@ -238,25 +238,84 @@ impl Batch {
     }
 }
 
-/// Outbound thread: TUN → encrypt → UDP.
+/// Encrypted datagrams waiting for one `sendmmsg`: packed back to back in `out`.
+struct Outgoing {
+    out: Vec<u8>,
+    used: usize,
+    spans: Vec<(usize, usize, SocketAddr)>,
+    batch: Batch,
+    gso: bool,
+}
+
+impl Outgoing {
+    /// Sends what is pending.
+    fn send(&mut self, shared: &Shared) {
+        if !self.spans.is_empty() {
+            send_batch(
+                shared,
+                &mut self.batch,
+                &mut self.out,
+                &self.spans,
+                &mut self.gso,
+            );
+        }
+        self.spans.clear();
+        self.used = 0;
+    }
+
+    /// Encrypts `packet` for `entry` after what is pending (sending that first if the buffer
+    /// could not take it).
+    fn encrypt(&mut self, shared: &Shared, entry: &Entry, packet: &[u8]) {
+        if self.used + packet.len() + SLACK > self.out.len() {
+            self.send(shared);
+        }
+        let endpoint = *lock(&entry.state.endpoint);
+        let mut tunn = lock(&entry.state.tunn);
+        match tunn.encapsulate(packet, &mut self.out[self.used..]) {
+            TunnResult::WriteToNetwork(wire) => {
+                let len = wire.len();
+                drop(tunn);
+                match endpoint {
+                    Some(addr) => {
+                        self.spans.push((self.used, len, addr));
+                        self.used += len;
+                    }
+                    None => {
+                        shared.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            // Queued until the handshake completes.
+            TunnResult::Done => {}
+            _ => {
+                shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Outbound thread: TUN → (split superpackets) → encrypt → UDP.
 pub(crate) fn outbound(shared: Arc<Shared>) {
     let mut input = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
+    let mut segment = Vec::with_capacity(MAX_PACKET);
     // Packets are packed back to back, so only the first few hundred KiB are touched at a
     // typical MTU; the size only guarantees that a full batch of maximum-size packets fits.
-    let mut out = vec![0u8; BATCH * (MAX_PACKET + SLACK)];
-    let mut batch = Batch::new();
-    let mut spans: Vec<(usize, usize, SocketAddr)> = Vec::with_capacity(BATCH);
-    let mut gso = true;
+    let mut pending = Outgoing {
+        out: vec![0u8; BATCH * (MAX_PACKET + SLACK)],
+        used: 0,
+        spans: Vec::with_capacity(BATCH),
+        batch: Batch::new(),
+        gso: true,
+    };
     while !shared.stopping() {
         let table = shared.table();
-        spans.clear();
-        let mut used = 0;
         let mut idle = false;
-        while spans.len() < BATCH {
+        let mut reads = 0;
+        while reads < BATCH && pending.spans.len() < BATCH {
             let n = match shared.tun.read(&mut input) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    idle = spans.is_empty();
+                    idle = pending.spans.is_empty();
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -266,41 +325,33 @@ pub(crate) fn outbound(shared: Arc<Shared>) {
                     break;
                 }
             };
-            let Ok(range) = finish_read(&mut input[..n]) else {
+            reads += 1;
+            let Ok(frame) = finish_read(&mut input[..n]) else {
                 shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
                 continue;
+            };
+            let (range, mss) = match frame {
+                Frame::Packet(r) => (r, None),
+                Frame::Tcp4 { packet, mss } => (packet, Some(mss)),
             };
             let packet = &input[range];
             let Some(entry) = destination(packet).and_then(|d| table.route(d)) else {
                 shared.drops.no_route.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let endpoint = *lock(&entry.state.endpoint);
-            let mut tunn = lock(&entry.state.tunn);
-            match tunn.encapsulate(packet, &mut out[used..]) {
-                TunnResult::WriteToNetwork(wire) => {
-                    let len = wire.len();
-                    drop(tunn);
-                    match endpoint {
-                        Some(addr) => {
-                            spans.push((used, len, addr));
-                            used += len;
-                        }
-                        None => {
-                            shared.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
-                        }
+            match mss {
+                None => pending.encrypt(&shared, entry, packet),
+                Some(mss) => {
+                    let split = split_tcp4(packet, mss, &mut segment, |s| {
+                        pending.encrypt(&shared, entry, s);
+                    });
+                    if split.is_err() {
+                        shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
                     }
-                }
-                // Queued until the handshake completes.
-                TunnResult::Done => {}
-                _ => {
-                    shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        if !spans.is_empty() {
-            send_batch(&shared, &mut batch, &mut out, &spans, &mut gso);
-        }
+        pending.send(&shared);
         if idle {
             wait_readable(shared.tun.fd());
         }

@@ -21,10 +21,13 @@
 //! packet carries a partial checksum (`NEEDS_CSUM`) that the kernel completes on the way
 //! out, as it does for any locally built TCP packet.
 //!
-//! Reading is the other half: with `IFF_VNET_HDR` every packet read also starts with a
-//! header. The device advertises no offloads (`TUNSETOFFLOAD` is never called), so the
-//! kernel hands over whole, checksummed, unsegmented packets; [`finish_read`] still
-//! completes a partial checksum and refuses a GSO packet, should a kernel ever send one.
+//! Reading is the other half: the device advertises checksum offload and TCPv4 segmentation
+//! (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4`), so the kernel hands over a TCP
+//! superpacket (a local sender's TSO burst, or raven0's GRO result on a gateway) in one
+//! read instead of segmenting it and queueing every piece. [`finish_read`] completes a
+//! partial checksum of a plain packet; [`split_tcp4`] cuts a superpacket into the segments
+//! it stands for (each with a full checksum) right before encryption, so the wire carries
+//! exactly what it carried before. Other GSO kinds are never advertised, hence refused.
 
 /// Size of the legacy `struct virtio_net_hdr` the TUN device uses by default.
 pub const VNET_HDR_LEN: usize = 10;
@@ -81,6 +84,27 @@ impl VnetHdr {
     }
 }
 
+/// `VIRTIO_NET_HDR_GSO_ECN`: the segments carry ECN (CWR only on the first).
+const GSO_ECN: u8 = 0x80;
+/// TCP flag bits cleared on all but the last (FIN, PSH) or first (CWR) segment.
+const TCP_FIN: u8 = 0x01;
+const TCP_CWR: u8 = 0x80;
+
+/// What a frame read from the device holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// One finished packet at this range of the buffer.
+    Packet(std::ops::Range<usize>),
+    /// A TCPv4 superpacket (range) to cut into segments of `mss` payload bytes
+    /// ([`split_tcp4`]) before encryption.
+    Tcp4 {
+        /// The superpacket's range in the buffer.
+        packet: std::ops::Range<usize>,
+        /// Payload bytes per segment.
+        mss: usize,
+    },
+}
+
 /// Why a packet read from the device cannot be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadError {
@@ -90,12 +114,20 @@ pub enum ReadError {
     Gso,
     /// A partial checksum whose position lies outside the packet.
     BadChecksumOffset,
+    /// A TCPv4 superpacket whose headers do not parse.
+    BadSuperpacket,
 }
 
-/// Turns a buffer read from the device (header + packet) into the packet, completing a
-/// partial checksum in place. Returns the packet's range in `buf`.
-pub fn finish_read(buf: &mut [u8]) -> Result<std::ops::Range<usize>, ReadError> {
+/// Turns a buffer read from the device (header + packet) into a packet, completing a
+/// partial checksum in place, or into a TCPv4 superpacket for [`split_tcp4`].
+pub fn finish_read(buf: &mut [u8]) -> Result<Frame, ReadError> {
     let hdr = VnetHdr::read(buf).ok_or(ReadError::Short)?;
+    if hdr.gso_type & !GSO_ECN == GSO_TCPV4 && hdr.gso_size > 0 {
+        return Ok(Frame::Tcp4 {
+            packet: VNET_HDR_LEN..buf.len(),
+            mss: usize::from(hdr.gso_size),
+        });
+    }
     if hdr.gso_type != GSO_NONE {
         return Err(ReadError::Gso);
     }
@@ -110,7 +142,72 @@ pub fn finish_read(buf: &mut [u8]) -> Result<std::ops::Range<usize>, ReadError> 
         let sum = fold(sum_words(&packet[start..], 0));
         packet[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
     }
-    Ok(VNET_HDR_LEN..buf.len())
+    Ok(Frame::Packet(VNET_HDR_LEN..buf.len()))
+}
+
+/// Cuts a TCPv4 superpacket into the segments its sender meant (what the kernel's own
+/// segmentation does): `mss` payload bytes each, the last shorter; IP total length, ID
+/// (+1 per segment), header checksum; TCP sequence number, FIN/PSH only on the last and CWR
+/// only on the first segment, and a full TCP checksum. Each segment is built in `scratch`
+/// and passed to `each`. Returns the number of segments.
+pub fn split_tcp4(
+    packet: &[u8],
+    mss: usize,
+    scratch: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<usize, ReadError> {
+    let bad = ReadError::BadSuperpacket;
+    if packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 || mss == 0 {
+        return Err(bad);
+    }
+    let ip_len = usize::from(packet[0] & 0x0f) * 4;
+    if ip_len < 20 || ip_len + 20 > packet.len() {
+        return Err(bad);
+    }
+    let tcp_len = usize::from(packet[ip_len + 12] >> 4) * 4;
+    let hdr = ip_len + tcp_len;
+    if tcp_len < 20 || hdr > packet.len() {
+        return Err(bad);
+    }
+    let id = u16::from_be_bytes([packet[4], packet[5]]);
+    let seq = u32::from_be_bytes([
+        packet[ip_len + 4],
+        packet[ip_len + 5],
+        packet[ip_len + 6],
+        packet[ip_len + 7],
+    ]);
+    let flags = packet[ip_len + 13];
+    let payload = &packet[hdr..];
+    let count = payload.len().div_ceil(mss).max(1);
+    for i in 0..count {
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        scratch.clear();
+        scratch.extend_from_slice(&packet[..hdr]);
+        scratch.extend_from_slice(chunk);
+        let s = &mut scratch[..];
+        let total = s.len();
+        s[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        s[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        s[10..12].copy_from_slice(&[0, 0]);
+        let ip_sum = !fold(sum_words(&s[..ip_len], 0));
+        s[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        let t = ip_len;
+        s[t + 4..t + 8].copy_from_slice(&seq.wrapping_add((i * mss) as u32).to_be_bytes());
+        let mut f = flags;
+        if i > 0 {
+            f &= !TCP_CWR;
+        }
+        if i + 1 < count {
+            f &= !(TCP_FIN | TCP_PSH);
+        }
+        s[t + 13] = f;
+        s[t + TCP_CSUM_OFFSET..t + TCP_CSUM_OFFSET + 2].copy_from_slice(&[0, 0]);
+        let pseudo = sum_words(&s[12..20], 6 + (total - ip_len) as u64);
+        let tcp_sum = !fold(sum_words(&s[t..], pseudo));
+        s[t + TCP_CSUM_OFFSET..t + TCP_CSUM_OFFSET + 2].copy_from_slice(&tcp_sum.to_be_bytes());
+        each(s);
+    }
+    Ok(count)
 }
 
 /// One's-complement sum of `data` as big-endian 16-bit words, added to `acc` (not folded).
@@ -558,7 +655,9 @@ mod tests {
         // when it sends it unsegmented, gives a valid TCP checksum.
         let mut frame = out[0].clone();
         frame[1] = GSO_NONE;
-        let r = finish_read(&mut frame).expect("complete");
+        let Ok(Frame::Packet(r)) = finish_read(&mut frame) else {
+            panic!("a packet")
+        };
         let p = &frame[r];
         let len = (p.len() - 20) as u64;
         assert_eq!(
@@ -586,21 +685,104 @@ mod tests {
         }
         .write(&mut buf);
         buf.extend_from_slice(&partial);
-        let r = finish_read(&mut buf).expect("read");
+        let Ok(Frame::Packet(r)) = finish_read(&mut buf) else {
+            panic!("a packet")
+        };
         assert_eq!(&buf[r], &want[..]);
 
         let mut plain = vec![0u8; VNET_HDR_LEN];
         plain.extend_from_slice(&packet);
-        let r = finish_read(&mut plain).expect("plain");
+        let Ok(Frame::Packet(r)) = finish_read(&mut plain) else {
+            panic!("a packet")
+        };
         assert_eq!(&plain[r], &packet[..]);
 
         let mut gso = plain.clone();
-        gso[1] = GSO_TCPV4;
+        gso[1] = 3; // UDP
         assert_eq!(finish_read(&mut gso), Err(ReadError::Gso));
+        gso[1] = GSO_TCPV4 | GSO_ECN;
+        gso[4..6].copy_from_slice(&100u16.to_ne_bytes());
+        assert_eq!(
+            finish_read(&mut gso),
+            Ok(Frame::Tcp4 {
+                packet: VNET_HDR_LEN..plain.len(),
+                mss: 100
+            })
+        );
         assert_eq!(finish_read(&mut [0u8; 4]), Err(ReadError::Short));
         let mut bad = buf.clone();
         bad[6..8].copy_from_slice(&9000u16.to_ne_bytes());
         assert_eq!(finish_read(&mut bad), Err(ReadError::BadChecksumOffset));
+    }
+
+    /// Splitting a frame the coalescer built gives back the packets it merged: the two halves
+    /// of the offload agree with each other (and `resegment` above, the kernel's rules).
+    #[test]
+    fn split_undoes_merge() {
+        for (sizes, last) in [
+            (vec![1368, 1368, 1368], TCP_ACK | TCP_PSH),
+            (vec![100, 100, 7], TCP_ACK),
+            (vec![1400; 46], TCP_ACK),
+        ] {
+            let packets = stream(&sizes, last);
+            let (frames, _) = run(&packets);
+            let mut again = Vec::new();
+            let mut scratch = Vec::new();
+            for mut f in frames {
+                let frame = finish_read(&mut f).expect("read");
+                match frame {
+                    Frame::Packet(r) => again.push(f[r].to_vec()),
+                    Frame::Tcp4 { packet, mss } => {
+                        let n =
+                            split_tcp4(&f[packet], mss, &mut scratch, |s| again.push(s.to_vec()))
+                                .expect("split");
+                        assert!(n > 1);
+                    }
+                }
+            }
+            assert!(same(&again, &packets), "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn split_places_flags_and_checksums() {
+        // A superpacket as the kernel hands it: CWR, PSH and FIN set on the whole.
+        let mut p = tcp(9, TCP_ACK | TCP_PSH | TCP_FIN | TCP_CWR, &[7u8; 250]);
+        p[36..38].copy_from_slice(&[0xde, 0xad]); // partial or stale: ignored
+        let mut segs = Vec::new();
+        let n = split_tcp4(&p, 100, &mut Vec::new(), |s| segs.push(s.to_vec())).expect("split");
+        assert_eq!(n, 3);
+        let flags: Vec<u8> = segs.iter().map(|s| s[33]).collect();
+        assert_eq!(
+            flags,
+            vec![TCP_ACK | TCP_CWR, TCP_ACK, TCP_ACK | TCP_PSH | TCP_FIN]
+        );
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(s.len(), 52 + [100, 100, 50][i]);
+            assert_eq!(checksum(&s[..20]), 0, "IP checksum");
+            let len = (s.len() - 20) as u64;
+            assert_eq!(
+                fold(sum_words(&s[20..], sum_words(&s[12..20], 6 + len))),
+                0xffff,
+                "TCP checksum"
+            );
+            let seq = u32::from_be_bytes([s[24], s[25], s[26], s[27]]);
+            assert_eq!(seq, 9 + 100 * i as u32);
+            assert_eq!(u16::from_be_bytes([s[4], s[5]]), 9 + i as u16, "IP ID");
+        }
+        // No payload: one segment, as is.
+        let bare = tcp(1, TCP_ACK, &[]);
+        assert_eq!(split_tcp4(&bare, 100, &mut Vec::new(), |_| {}), Ok(1));
+        for bad in [vec![0x45; 30], vec![0x60; 60]] {
+            assert_eq!(
+                split_tcp4(&bad, 100, &mut Vec::new(), |_| {}),
+                Err(ReadError::BadSuperpacket)
+            );
+        }
+        assert_eq!(
+            split_tcp4(&p, 0, &mut Vec::new(), |_| {}),
+            Err(ReadError::BadSuperpacket)
+        );
     }
 
     #[test]

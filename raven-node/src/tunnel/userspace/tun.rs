@@ -18,6 +18,12 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use crate::tunnel::TunnelError;
 
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`; not in libc).
+const TUNSETOFFLOAD: libc::Ioctl = 0x4004_54d0;
+/// Offload flags of `TUNSETOFFLOAD`: checksum offload, TCPv4 segmentation.
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+
 /// An attached TUN device (IFF_TUN | IFF_NO_PI | IFF_VNET_HDR: IP packets behind a
 /// `virtio_net_hdr`, see [`super::offload`]).
 #[derive(Debug)]
@@ -119,6 +125,7 @@ impl Tun {
             name: name.to_owned(),
         };
         tun.set_persist(true)?;
+        tun.set_offload()?;
         Ok((tun, !existed))
     }
 
@@ -146,6 +153,22 @@ impl Tun {
         };
         if rc < 0 {
             return Err(self.dev_err("TUNSETPERSIST", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Lets the kernel hand over TCPv4 superpackets with partial checksums (see `offload`).
+    fn set_offload(&self) -> Result<(), TunnelError> {
+        // SAFETY: TUNSETOFFLOAD takes an integer argument by value.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD,
+                TUN_F_CSUM | TUN_F_TSO4,
+            )
+        };
+        if rc < 0 {
+            return Err(self.dev_err("TUNSETOFFLOAD", io::Error::last_os_error()));
         }
         Ok(())
     }
