@@ -138,9 +138,14 @@ pub fn finish_read(buf: &mut [u8]) -> Result<Frame, ReadError> {
         if at + 2 > packet.len() || start > packet.len() {
             return Err(ReadError::BadChecksumOffset);
         }
-        // The field holds the pseudo-header sum; the sum from csum_start covers it.
-        let sum = fold(sum_words(&packet[start..], 0));
-        packet[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
+        // The field holds the pseudo-header sum; the sum from csum_start covers it. A result
+        // of 0 goes out as 0xffff (equal in one's complement), as the kernel does: for UDP a
+        // zero would mean "no checksum".
+        let sum = match !fold(sum_words(&packet[start..], 0)) {
+            0 => 0xffff,
+            s => s,
+        };
+        packet[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     }
     Ok(Frame::Packet(VNET_HDR_LEN..buf.len()))
 }
@@ -783,6 +788,40 @@ mod tests {
             split_tcp4(&p, 0, &mut Vec::new(), |_| {}),
             Err(ReadError::BadSuperpacket)
         );
+    }
+
+    /// A UDP checksum that computes to 0 is sent as 0xffff (0 would mean "none").
+    #[test]
+    fn completed_zero_checksum_is_sent_as_ffff() {
+        // UDP 10.0.0.1:1 → 10.0.0.2:2, 4 payload bytes; the field holds the pseudo sum.
+        let mut p = vec![0u8; 32];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&32u16.to_be_bytes());
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p[20..22].copy_from_slice(&1u16.to_be_bytes());
+        p[22..24].copy_from_slice(&2u16.to_be_bytes());
+        p[24..26].copy_from_slice(&12u16.to_be_bytes());
+        let pseudo = fold(sum_words(&p[12..20], 17 + 12));
+        p[26..28].copy_from_slice(&pseudo.to_be_bytes());
+        // Choose the last payload word so that the whole sum is 0xffff.
+        let partial = fold(sum_words(&p[20..], 0));
+        p[30..32].copy_from_slice(&(!partial).to_be_bytes());
+        assert_eq!(fold(sum_words(&p[20..], 0)), 0xffff);
+        let mut buf = vec![0u8; VNET_HDR_LEN];
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        }
+        .write(&mut buf);
+        buf.extend_from_slice(&p);
+        let Ok(Frame::Packet(r)) = finish_read(&mut buf) else {
+            panic!("a packet")
+        };
+        assert_eq!(&buf[r][26..28], &[0xff, 0xff]);
     }
 
     #[test]
