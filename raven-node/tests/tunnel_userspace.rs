@@ -597,6 +597,111 @@ fn tunnel_carries_icmp_and_tcp_encrypted() {
     assert!(lab.ping_a_to_b());
 }
 
+/// `(packets, bytes)` the kernel received from the driver on the device (`RX`: frames the
+/// driver wrote) or handed to it (`TX`: frames the driver read), from `ip -s`.
+fn device_stats(ns: &Netns, direction: &str) -> (u64, u64) {
+    let text = ns.sh(&format!("ip -s -o link show dev {DEVICE}"));
+    // One line: "... RX: bytes packets errors ... \    <bytes> <packets> ... TX: ...".
+    let after = text
+        .split(direction)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {direction} stats in {text:?}"));
+    let nums: Vec<u64> = after
+        .split(|c: char| c.is_whitespace() || c == '\\')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(nums.len() >= 2, "RX stats in {text:?}");
+    (nums[1], nums[0])
+}
+
+/// Bulk TCP through the tunnel arrives intact; the sending side reads it from the kernel as
+/// TCP superpackets and the receiving side hands it back as superpackets (`offload`): far
+/// fewer frames than segments on both devices.
+/// Side a starts from a TUN device an older version left behind, created without
+/// `IFF_VNET_HDR` (`ip tuntap`): attaching switches it over, in place.
+#[test]
+fn bulk_tcp_crosses_devices_as_superpackets_on_an_upgraded_device() {
+    let lab = Lab::direct("g");
+    lab.ns_a.sh(&format!("ip tuntap add dev {DEVICE} mode tun"));
+    assert!(
+        !lab.ns_a
+            .sh(&format!("ip -d link show dev {DEVICE}"))
+            .contains("vnet_hdr on"),
+        "precondition: the old device has no vnet header"
+    );
+    let since = SystemTime::now();
+    lab.b
+        .apply(Some(lab.plan_b(Some("192.0.2.1:51820"), true)))
+        .expect("apply b");
+    let ra = lab
+        .a
+        .apply(Some(lab.plan_a(Some("192.0.2.2:51820"))))
+        .expect("apply a");
+    assert!(!ra.device_created, "the old device is re-attached: {ra:?}");
+    assert!(
+        lab.ns_a
+            .sh(&format!("ip -d link show dev {DEVICE}"))
+            .contains("vnet_hdr on"),
+        "attaching switched the device to vnet headers"
+    );
+    lab.routes();
+    wait_for("handshake a→b", Duration::from_secs(10), || {
+        handshake_after(&lab.a, since) && handshake_after(&lab.b, since)
+    });
+    assert!(lab.ping_a_to_b(), "ICMP a → b (unmerged packets)");
+
+    let payload: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let total = payload.len();
+    let (packets0, bytes0) = device_stats(&lab.ns_b, "RX:");
+    let (tx_packets0, tx_bytes0) = device_stats(&lab.ns_a, "TX:");
+    let server = lab.b.in_ns(|| {
+        let listener = TcpListener::bind("10.2.0.1:7001").expect("bind");
+        thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).expect("read");
+            got
+        })
+    });
+    let sent = payload.clone();
+    lab.a.in_ns(move || tcp_send("10.2.0.1:7001", sent));
+    let got = server.join().expect("server");
+    assert!(
+        got == payload,
+        "the bytes arrived intact ({} of {total})",
+        got.len()
+    );
+    let (packets1, bytes1) = device_stats(&lab.ns_b, "RX:");
+    let (tx_packets1, tx_bytes1) = device_stats(&lab.ns_a, "TX:");
+    let (tx_packets, tx_bytes) = (tx_packets1 - tx_packets0, tx_bytes1 - tx_bytes0);
+    eprintln!(
+        "a's device: {tx_packets} frames read, {tx_bytes} bytes, {} bytes per frame",
+        tx_bytes / tx_packets.max(1)
+    );
+    // Reading: the kernel hands the sender's TSO bursts over whole (TUN_F_TSO4), the driver
+    // splits them; unsplit, every frame would be one segment.
+    assert!(
+        tx_bytes >= total as u64 && tx_bytes / tx_packets.max(1) > 2 * 1420,
+        "frames read are superpackets: {tx_packets} frames for {tx_bytes} bytes"
+    );
+    let (packets, bytes) = (packets1 - packets0, bytes1 - bytes0);
+    eprintln!(
+        "b's device: {packets} frames, {bytes} bytes, {} bytes per frame",
+        bytes / packets.max(1)
+    );
+    assert!(
+        bytes >= total as u64,
+        "all data went through b's device ({bytes} B)"
+    );
+    // Unmerged, every frame is one segment of at most the MTU (1420). Merging is
+    // opportunistic (a run ends with each received batch), so ask only for an average of
+    // more than two segments per frame.
+    assert!(
+        bytes / packets.max(1) > 2 * 1420,
+        "frames are superpackets: {packets} frames for {bytes} bytes"
+    );
+}
+
 #[test]
 fn restart_keeps_the_key_and_rehandshakes_without_touching_the_peer() {
     let lab = Lab::direct("r");

@@ -1,12 +1,15 @@
 //! The packet path: one thread per direction plus a timer thread.
 //!
 //! - **outbound** (TUN → UDP): reads packets from the TUN device until it runs dry or a batch
-//!   is full, encrypts each straight into one contiguous buffer and sends the whole batch with
-//!   one `sendmmsg(2)`;
-//! - **inbound** (UDP → TUN): receives a batch with one `recvmmsg(2)`, finds the peer by
-//!   receiver index (or, for a handshake initiation, by the initiator's static key), decrypts,
-//!   checks the inner source against the peer's allowed IPs and writes to the TUN device;
-//!   authenticated packets update the peer's endpoint (NAT roaming);
+//!   is full, cuts TCP superpackets into their segments ([`split_tcp4`]), encrypts each
+//!   straight into one contiguous buffer and sends the whole batch with one `sendmmsg(2)`;
+//! - **inbound** (UDP → TUN): receives a batch with one `recvmmsg(2)` (with `UDP_GRO`, a
+//!   train of datagrams from one sender arrives as one buffer and is split here), finds the
+//!   peer by receiver index (or, for a handshake initiation, by the initiator's static key),
+//!   decrypts, checks the inner source against the peer's allowed IPs and hands the packet to
+//!   the [`Coalescer`], which writes runs of one TCP flow's segments to the TUN device as one
+//!   superpacket (see [`super::offload`]); authenticated packets update the peer's endpoint
+//!   (NAT roaming);
 //! - **timers**: every 250 ms, boringtun's `update_timers` per peer (rekey, retransmitted
 //!   handshakes, persistent keepalive), plus the dead-session probe of [`super::liveness`]
 //!   (forced handshake when keepalives go unanswered; inbound answers probing keepalives).
@@ -26,6 +29,7 @@ use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::liveness::{self, Action};
+use super::offload::{Coalescer, Frame, Sink, VNET_HDR_LEN, finish_read, split_tcp4};
 use super::strangers::Strangers;
 use super::table::{Entry, PeerTable, destination};
 use super::tun::Tun;
@@ -194,7 +198,7 @@ struct Batch {
     hdrs: Box<[libc::mmsghdr]>,
     iov: Box<[libc::iovec]>,
     addrs: Box<[libc::sockaddr_storage]>,
-    /// Control-message buffers (UDP_SEGMENT), one per header.
+    /// Control-message buffers (UDP_SEGMENT on send, UDP_GRO on receive), one per header.
     ctrl: Box<[[u64; 4]]>,
 }
 
@@ -234,25 +238,84 @@ impl Batch {
     }
 }
 
-/// Outbound thread: TUN → encrypt → UDP.
+/// Encrypted datagrams waiting for one `sendmmsg`: packed back to back in `out`.
+struct Outgoing {
+    out: Vec<u8>,
+    used: usize,
+    spans: Vec<(usize, usize, SocketAddr)>,
+    batch: Batch,
+    gso: bool,
+}
+
+impl Outgoing {
+    /// Sends what is pending.
+    fn send(&mut self, shared: &Shared) {
+        if !self.spans.is_empty() {
+            send_batch(
+                shared,
+                &mut self.batch,
+                &mut self.out,
+                &self.spans,
+                &mut self.gso,
+            );
+        }
+        self.spans.clear();
+        self.used = 0;
+    }
+
+    /// Encrypts `packet` for `entry` after what is pending (sending that first if the buffer
+    /// could not take it).
+    fn encrypt(&mut self, shared: &Shared, entry: &Entry, packet: &[u8]) {
+        if self.used + packet.len() + SLACK > self.out.len() {
+            self.send(shared);
+        }
+        let endpoint = *lock(&entry.state.endpoint);
+        let mut tunn = lock(&entry.state.tunn);
+        match tunn.encapsulate(packet, &mut self.out[self.used..]) {
+            TunnResult::WriteToNetwork(wire) => {
+                let len = wire.len();
+                drop(tunn);
+                match endpoint {
+                    Some(addr) => {
+                        self.spans.push((self.used, len, addr));
+                        self.used += len;
+                    }
+                    None => {
+                        shared.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            // Queued until the handshake completes.
+            TunnResult::Done => {}
+            _ => {
+                shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Outbound thread: TUN → (split superpackets) → encrypt → UDP.
 pub(crate) fn outbound(shared: Arc<Shared>) {
-    let mut input = vec![0u8; MAX_PACKET];
+    let mut input = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
+    let mut segment = Vec::with_capacity(MAX_PACKET);
     // Packets are packed back to back, so only the first few hundred KiB are touched at a
     // typical MTU; the size only guarantees that a full batch of maximum-size packets fits.
-    let mut out = vec![0u8; BATCH * (MAX_PACKET + SLACK)];
-    let mut batch = Batch::new();
-    let mut spans: Vec<(usize, usize, SocketAddr)> = Vec::with_capacity(BATCH);
-    let mut gso = true;
+    let mut pending = Outgoing {
+        out: vec![0u8; BATCH * (MAX_PACKET + SLACK)],
+        used: 0,
+        spans: Vec::with_capacity(BATCH),
+        batch: Batch::new(),
+        gso: true,
+    };
     while !shared.stopping() {
         let table = shared.table();
-        spans.clear();
-        let mut used = 0;
         let mut idle = false;
-        while spans.len() < BATCH {
+        let mut reads = 0;
+        while reads < BATCH && pending.spans.len() < BATCH {
             let n = match shared.tun.read(&mut input) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    idle = spans.is_empty();
+                    idle = pending.spans.is_empty();
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -262,37 +325,33 @@ pub(crate) fn outbound(shared: Arc<Shared>) {
                     break;
                 }
             };
-            let packet = &input[..n];
+            reads += 1;
+            let Ok(frame) = finish_read(&mut input[..n]) else {
+                shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let (range, mss) = match frame {
+                Frame::Packet(r) => (r, None),
+                Frame::Tcp4 { packet, mss } => (packet, Some(mss)),
+            };
+            let packet = &input[range];
             let Some(entry) = destination(packet).and_then(|d| table.route(d)) else {
                 shared.drops.no_route.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let endpoint = *lock(&entry.state.endpoint);
-            let mut tunn = lock(&entry.state.tunn);
-            match tunn.encapsulate(packet, &mut out[used..]) {
-                TunnResult::WriteToNetwork(wire) => {
-                    let len = wire.len();
-                    drop(tunn);
-                    match endpoint {
-                        Some(addr) => {
-                            spans.push((used, len, addr));
-                            used += len;
-                        }
-                        None => {
-                            shared.drops.no_endpoint.fetch_add(1, Ordering::Relaxed);
-                        }
+            match mss {
+                None => pending.encrypt(&shared, entry, packet),
+                Some(mss) => {
+                    let split = split_tcp4(packet, mss, &mut segment, |s| {
+                        pending.encrypt(&shared, entry, s);
+                    });
+                    if split.is_err() {
+                        shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
                     }
-                }
-                // Queued until the handshake completes.
-                TunnResult::Done => {}
-                _ => {
-                    shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        if !spans.is_empty() {
-            send_batch(&shared, &mut batch, &mut out, &spans, &mut gso);
-        }
+        pending.send(&shared);
         if idle {
             wait_readable(shared.tun.fd());
         }
@@ -414,6 +473,57 @@ fn send_batch(
     }
 }
 
+/// Linux `UDP_GRO` (receive coalesced datagrams with their segment size; not in libc for glibc).
+const UDP_GRO: libc::c_int = 104;
+
+/// Asks the kernel to hand over coalesced UDP datagrams (`UDP_GRO`): a train of equal-size
+/// datagrams from one sender (a peer's `UDP_SEGMENT` send, or GRO on the receiving NIC)
+/// arrives as one buffer plus a control message with the segment size, instead of being split
+/// back into single datagrams by the kernel and queued one by one. Best effort: without it
+/// (kernel < 5.0) every datagram arrives alone, which [`inbound`] handles the same way.
+fn enable_udp_gro(socket: &UdpSocket) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+/// The segment size of a coalesced datagram, from the `UDP_GRO` control message of `hdr`
+/// (`None`: a single datagram).
+fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
+    if hdr.msg_control.is_null() || hdr.msg_controllen == 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes of well-formed
+    // control messages; the accessors stay inside that range.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).ok().filter(|s| *s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
+/// The datagrams a received buffer holds: `segment`-size pieces (the last may be shorter) when
+/// the kernel coalesced them, else the buffer itself.
+fn datagrams(buffer: &[u8], segment: Option<usize>) -> std::slice::Chunks<'_, u8> {
+    let size = segment.unwrap_or(buffer.len()).max(1);
+    buffer.chunks(size)
+}
+
 /// Inbound thread: UDP → decrypt → TUN.
 pub(crate) fn inbound(shared: Arc<Shared>) {
     let mut bufs = vec![0u8; BATCH * MAX_PACKET];
@@ -425,10 +535,19 @@ pub(crate) fn inbound(shared: Arc<Shared>) {
             iov_len: chunk.len(),
         };
     }
+    let gro = enable_udp_gro(&shared.socket);
+    let mut coalescer = Coalescer::new();
+    let mut scratch = Vec::with_capacity(VNET_HDR_LEN + MAX_PACKET);
+    let mut merge = true;
     while !shared.stopping() {
-        for h in batch.hdrs.iter_mut() {
+        for (h, ctrl) in batch.hdrs.iter_mut().zip(batch.ctrl.iter_mut()) {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_len = 0;
+            if gro {
+                let ctrl: *mut [u64; 4] = ctrl;
+                h.msg_hdr.msg_control = ctrl.cast();
+                h.msg_hdr.msg_controllen = size_of::<[u64; 4]>();
+            }
         }
         // SAFETY: headers point at BATCH valid iovecs aimed at `bufs` (alive, not otherwise
         // borrowed during the call) and at valid address storage.
@@ -450,13 +569,77 @@ pub(crate) fn inbound(shared: Arc<Shared>) {
         }
         let table = shared.table();
         let now = liveness::now_ms();
+        let merging = merge;
+        let mut sink = TunSink {
+            shared: &shared,
+            merge: &mut merge,
+        };
+        let mut delivery = Delivery {
+            coalescer: merging.then_some(&mut coalescer),
+            sink: &mut sink,
+            scratch: &mut scratch,
+        };
         for i in 0..n as usize {
             let len = batch.hdrs[i].msg_len as usize;
             let Some(src) = from_sockaddr(&batch.addrs[i]) else {
                 continue;
             };
-            let datagram = &bufs[i * MAX_PACKET..i * MAX_PACKET + len];
-            receive(&shared, &table, src, datagram, &mut out, now);
+            let segment = gro_segment_size(&batch.hdrs[i].msg_hdr);
+            let buffer = &bufs[i * MAX_PACKET..i * MAX_PACKET + len];
+            for datagram in datagrams(buffer, segment) {
+                receive(&shared, &table, src, datagram, &mut out, now, &mut delivery);
+            }
+        }
+        // Nothing waits for the next batch.
+        delivery.flush();
+    }
+}
+
+/// Writes frames to the TUN device, counting failures. A kernel that refuses a merged
+/// frame (`EINVAL`: it does not take GSO writes) turns merging off for good; TCP resends
+/// what that frame held.
+struct TunSink<'a> {
+    shared: &'a Shared,
+    merge: &'a mut bool,
+}
+
+impl Sink for TunSink<'_> {
+    fn write_frame(&mut self, frame: &[u8]) {
+        if let Err(e) = self.shared.tun.write(frame) {
+            self.shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
+            let merged = frame.get(1).is_some_and(|gso| *gso != 0);
+            if merged && e.raw_os_error() == Some(libc::EINVAL) && *self.merge {
+                tracing::info!(error = %e, "TUN device refused a merged TCP frame; writing packets one by one");
+                *self.merge = false;
+            }
+        }
+    }
+}
+
+/// Where decrypted packets go: through the coalescer, or straight to the device.
+struct Delivery<'a, 'b> {
+    coalescer: Option<&'a mut Coalescer>,
+    sink: &'a mut TunSink<'b>,
+    /// Frame buffer for packets written alone.
+    scratch: &'a mut Vec<u8>,
+}
+
+impl Delivery<'_, '_> {
+    fn packet(&mut self, packet: &[u8]) {
+        match &mut self.coalescer {
+            Some(c) => c.push(packet, self.sink),
+            None => {
+                self.scratch.clear();
+                self.scratch.resize(VNET_HDR_LEN, 0);
+                self.scratch.extend_from_slice(packet);
+                self.sink.write_frame(self.scratch);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(c) = &mut self.coalescer {
+            c.flush(self.sink);
         }
     }
 }
@@ -469,6 +652,7 @@ fn receive(
     datagram: &[u8],
     out: &mut [u8],
     now: u64,
+    delivery: &mut Delivery<'_, '_>,
 ) {
     let invalid = || {
         shared.drops.invalid.fetch_add(1, Ordering::Relaxed);
@@ -500,11 +684,11 @@ fn receive(
     let mut tunn = lock(&entry.state.tunn);
     let authenticated = match tunn.decapsulate(Some(src.ip()), datagram, out) {
         TunnResult::WriteToTunnelV4(packet, source) => {
-            deliver(shared, entry, IpAddr::V4(source), packet);
+            deliver(shared, entry, IpAddr::V4(source), packet, delivery);
             true
         }
         TunnResult::WriteToTunnelV6(packet, source) => {
-            deliver(shared, entry, IpAddr::V6(source), packet);
+            deliver(shared, entry, IpAddr::V6(source), packet, delivery);
             true
         }
         TunnResult::WriteToNetwork(reply) => {
@@ -554,8 +738,14 @@ fn receive(
     }
 }
 
-/// Writes a decrypted packet to the TUN device if its source belongs to the peer.
-fn deliver(shared: &Shared, entry: &Entry, source: IpAddr, packet: &[u8]) {
+/// Hands a decrypted packet on towards the TUN device if its source belongs to the peer.
+fn deliver(
+    shared: &Shared,
+    entry: &Entry,
+    source: IpAddr,
+    packet: &[u8],
+    delivery: &mut Delivery<'_, '_>,
+) {
     if !entry.allows(source) {
         shared
             .drops
@@ -563,9 +753,7 @@ fn deliver(shared: &Shared, entry: &Entry, source: IpAddr, packet: &[u8]) {
             .fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if shared.tun.write(packet).is_err() {
-        shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
-    }
+    delivery.packet(packet);
 }
 
 /// Timer thread: rekeys, handshake retries, keepalives, and the dead-session probe of
@@ -626,6 +814,88 @@ pub(crate) fn timers(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coalesced_buffers_split_into_datagrams() {
+        let buf: Vec<u8> = (0..10).collect();
+        let split = |seg| datagrams(&buf, seg).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_eq!(split(None), vec![10]);
+        assert_eq!(split(Some(4)), vec![4, 4, 2]);
+        assert_eq!(split(Some(5)), vec![5, 5]);
+        assert_eq!(split(Some(10)), vec![10]);
+        assert_eq!(split(Some(64)), vec![10]);
+        assert_eq!(datagrams(&[], None).count(), 0);
+    }
+
+    /// The kernel contract the inbound path relies on, on real sockets: a `UDP_SEGMENT` send of
+    /// three datagrams reaches a `UDP_GRO` socket as one buffer whose control message says the
+    /// segment size, and splitting it gives back the three datagrams.
+    #[test]
+    fn udp_gro_socket_receives_a_segmented_send_as_one_buffer() {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind rx");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind tx");
+        assert!(enable_udp_gro(&rx), "UDP_GRO refused");
+        rx.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut payload = Vec::new();
+        for (i, len) in [(1u8, 100), (2, 100), (3, 40)] {
+            payload.extend(std::iter::repeat_n(i, len));
+        }
+        let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        let dst = rx.local_addr().expect("addr");
+        let mut iov = libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        };
+        let mut ctrl = [0u64; 4];
+        // SAFETY: all-zero msghdr is valid; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        msg.msg_namelen = to_sockaddr(&dst, &mut storage);
+        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr().cast();
+        // SAFETY: the control buffer (32 bytes, 8-aligned) holds one u16 control message.
+        let sent = unsafe {
+            msg.msg_controllen = libc::CMSG_SPACE(2) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), 100);
+            libc::sendmsg(tx.as_raw_fd(), &msg, 0)
+        };
+        assert_eq!(sent, 240, "{}", io::Error::last_os_error());
+
+        let mut buf = vec![0u8; MAX_PACKET];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut ctrl = [0u64; 4];
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 4]>();
+        // SAFETY: the buffers set above are valid for the call.
+        let got = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut msg, 0) };
+        assert_eq!(
+            got,
+            240,
+            "one coalesced buffer: {}",
+            io::Error::last_os_error()
+        );
+        let segment = gro_segment_size(&msg);
+        assert_eq!(segment, Some(100));
+        let parts: Vec<&[u8]> = datagrams(&buf[..240], segment).collect();
+        assert_eq!(parts.len(), 3);
+        for (part, (byte, len)) in parts.iter().zip([(1u8, 100), (2, 100), (3, 40)]) {
+            assert_eq!(part.len(), len);
+            assert!(part.iter().all(|b| *b == byte));
+        }
+    }
 
     #[test]
     fn sockaddr_round_trip() {

@@ -8,6 +8,7 @@
 
 mod datapath;
 mod liveness;
+pub mod offload;
 mod strangers;
 pub mod table;
 pub mod tun;

@@ -18,7 +18,14 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use crate::tunnel::TunnelError;
 
-/// An attached TUN device (IFF_TUN | IFF_NO_PI: raw IP packets, no header).
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`; not in libc).
+const TUNSETOFFLOAD: libc::Ioctl = 0x4004_54d0;
+/// Offload flags of `TUNSETOFFLOAD`: checksum offload, TCPv4 segmentation.
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+
+/// An attached TUN device (IFF_TUN | IFF_NO_PI | IFF_VNET_HDR: IP packets behind a
+/// `virtio_net_hdr`, see [`super::offload`]).
 #[derive(Debug)]
 pub struct Tun {
     file: File,
@@ -91,7 +98,11 @@ impl Tun {
             .open("/dev/net/tun")
             .map_err(|e| dev_err("open /dev/net/tun", e))?;
         let mut req = ifreq(name).map_err(|e| dev_err("name", e))?;
-        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        // IFF_VNET_HDR lets writes carry TCP superpackets (see `offload`). The kernel takes
+        // the flags of the attaching file, so a device created by an older version without
+        // it is switched over on attach.
+        req.ifr_ifru.ifru_flags =
+            (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
         if let Err(e) = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut req) {
             return Err(match e.raw_os_error() {
                 Some(libc::EINVAL) if existed => TunnelError::ForeignDevice {
@@ -114,6 +125,7 @@ impl Tun {
             name: name.to_owned(),
         };
         tun.set_persist(true)?;
+        tun.set_offload()?;
         Ok((tun, !existed))
     }
 
@@ -141,6 +153,22 @@ impl Tun {
         };
         if rc < 0 {
             return Err(self.dev_err("TUNSETPERSIST", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Lets the kernel hand over TCPv4 superpackets with partial checksums (see `offload`).
+    fn set_offload(&self) -> Result<(), TunnelError> {
+        // SAFETY: TUNSETOFFLOAD takes an integer argument by value.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD,
+                TUN_F_CSUM | TUN_F_TSO4,
+            )
+        };
+        if rc < 0 {
+            return Err(self.dev_err("TUNSETOFFLOAD", io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -184,7 +212,7 @@ impl Tun {
         self.set_persist(false)
     }
 
-    /// Reads one packet; `WouldBlock` when none is queued.
+    /// Reads one frame (header + packet); `WouldBlock` when none is queued.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: buf is valid for writes of buf.len() bytes.
         let n = unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -194,7 +222,7 @@ impl Tun {
         Ok(n as usize)
     }
 
-    /// Writes one packet to the kernel.
+    /// Writes one frame (header + packet) to the kernel.
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
         // SAFETY: packet is valid for reads of packet.len() bytes.
         let n = unsafe { libc::write(self.file.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
