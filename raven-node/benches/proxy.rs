@@ -216,6 +216,9 @@ async fn sequential(via: Via, d: &TunnelDialer, n: usize) -> Vec<Duration> {
 /// Open loop: request `i` starts at `i / rate` whether or not earlier ones finished; the
 /// latency of a request is from its start to its EOF. Returns (sorted latencies, errors,
 /// achieved rate).
+/// How long one request of the fixed-rate section may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn at_rate(
     via: Via,
     d: Arc<TunnelDialer>,
@@ -235,7 +238,12 @@ async fn at_rate(
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            match request(via, &d).await {
+            // A request that never completes (seen with rathole at 4,000/s) is an error, not
+            // a hung bench.
+            let done = tokio::time::timeout(REQUEST_TIMEOUT, request(via, &d))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
+            match done {
                 Ok(()) => Some(t.elapsed()),
                 Err(e) => {
                     if errors.fetch_add(1, Ordering::Relaxed) == 0 {
