@@ -29,7 +29,9 @@ use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::liveness::{self, Action};
-use super::offload::{Coalescer, Frame, Sink, VNET_HDR_LEN, finish_read, split_tcp4};
+use super::offload::{
+    Coalescer, Frame, Sink, VNET_HDR_LEN, finish_read, split_tcp4, unmerge_frame,
+};
 use super::strangers::Strangers;
 use super::table::{Entry, PeerTable, destination};
 use super::tun::Tun;
@@ -371,7 +373,9 @@ const GSO_MAX_BYTES: usize = 65_000;
 /// shorter), which are contiguous in `out` by construction, go out as one `UDP_SEGMENT` send:
 /// the kernel walks its UDP/IP output path once per run instead of once per datagram, and
 /// `sendmmsg` carries all runs in one syscall. If the kernel refuses GSO, `gso` is cleared
-/// and the rest is sent datagram by datagram.
+/// and the rest is sent datagram by datagram. A run refused for its size (`EMSGSIZE`: the
+/// learned path MTU to that peer fell below the datagram size) is re-sent datagram by
+/// datagram, which the kernel may fragment, and GSO stays on for everything else.
 fn send_batch(
     shared: &Shared,
     batch: &mut Batch,
@@ -381,6 +385,8 @@ fn send_batch(
 ) {
     let mut first = 0;
     let mut starts = [0usize; BATCH + 1];
+    // Spans before this index go out one datagram per message (after an EMSGSIZE).
+    let mut plain_until = 0;
     while first < spans.len() {
         // Group spans into messages.
         let mut msgs = 0;
@@ -389,7 +395,7 @@ fn send_batch(
             let (off, len, addr) = spans[i];
             let mut j = i + 1;
             let mut total = len;
-            if *gso {
+            if *gso && i >= plain_until {
                 while j < spans.len()
                     && j - i < GSO_MAX_SEGMENTS
                     && spans[j].2 == addr
@@ -462,6 +468,12 @@ fn send_batch(
             if was_gso && refused {
                 tracing::info!(error = %e, "UDP GSO refused by the kernel; sending datagrams one by one");
                 *gso = false;
+                resplit = true;
+                break;
+            }
+            if was_gso && e.raw_os_error() == Some(libc::EMSGSIZE) {
+                tracing::debug!(error = %e, "UDP GSO run above the path MTU; re-sent datagram by datagram");
+                plain_until = starts[sent + 1];
                 resplit = true;
                 break;
             }
@@ -573,6 +585,8 @@ pub(crate) fn inbound(shared: Arc<Shared>) {
         let mut sink = TunSink {
             shared: &shared,
             merge: &mut merge,
+            scratch: Vec::new(),
+            plain: Vec::new(),
         };
         let mut delivery = Delivery {
             coalescer: merging.then_some(&mut coalescer),
@@ -596,22 +610,39 @@ pub(crate) fn inbound(shared: Arc<Shared>) {
 }
 
 /// Writes frames to the TUN device, counting failures. A kernel that refuses a merged
-/// frame (`EINVAL`: it does not take GSO writes) turns merging off for good; TCP resends
-/// what that frame held.
+/// frame (`EINVAL`: it does not take GSO writes) turns merging off for good, and every
+/// merged frame it refuses is written again as the plain packets it stands for, so none is
+/// lost.
 struct TunSink<'a> {
     shared: &'a Shared,
     merge: &'a mut bool,
+    /// Scratch for re-cutting a refused merged frame.
+    scratch: Vec<u8>,
+    plain: Vec<u8>,
 }
 
 impl Sink for TunSink<'_> {
     fn write_frame(&mut self, frame: &[u8]) {
-        if let Err(e) = self.shared.tun.write(frame) {
+        let Err(e) = self.shared.tun.write(frame) else {
+            return;
+        };
+        let merged = frame.get(1).is_some_and(|gso| *gso != 0);
+        if !merged || e.raw_os_error() != Some(libc::EINVAL) {
             self.shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
-            let merged = frame.get(1).is_some_and(|gso| *gso != 0);
-            if merged && e.raw_os_error() == Some(libc::EINVAL) && *self.merge {
-                tracing::info!(error = %e, "TUN device refused a merged TCP frame; writing packets one by one");
-                *self.merge = false;
+            return;
+        }
+        if *self.merge {
+            tracing::info!(error = %e, "TUN device refused a merged TCP frame; writing packets one by one");
+            *self.merge = false;
+        }
+        let (shared, scratch, plain) = (self.shared, &mut self.scratch, &mut self.plain);
+        let unmerged = unmerge_frame(frame, scratch, plain, |f| {
+            if shared.tun.write(f).is_err() {
+                shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
             }
+        });
+        if unmerged.is_err() {
+            shared.drops.io_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -166,7 +166,10 @@ pub fn split_tcp4(
         return Err(bad);
     }
     let ip_len = usize::from(packet[0] & 0x0f) * 4;
-    if ip_len < 20 || ip_len + 20 > packet.len() {
+    // IP options are refused: with source routing the TCP pseudo-header holds the final
+    // destination, not the header's next hop, so a fresh checksum from the header would be
+    // wrong (and nothing sends TSO bursts with options in practice).
+    if ip_len != 20 || ip_len + 20 > packet.len() {
         return Err(bad);
     }
     let tcp_len = usize::from(packet[ip_len + 12] >> 4) * 4;
@@ -269,6 +272,13 @@ fn segment(p: &[u8]) -> Option<Segment> {
     let tcp_len = usize::from(p[32] >> 4) * 4;
     let flags = p[33];
     if tcp_len < 20 || 20 + tcp_len >= total || (flags != TCP_ACK && flags != TCP_ACK | TCP_PSH) {
+        return None;
+    }
+    // Merging would hide a bad checksum behind the one the kernel computes for the
+    // superpacket, so (as the kernel's GRO) only segments whose IP and TCP checksums verify
+    // are merged; a failing one is written as it came and its receiver drops it.
+    let pseudo = sum_words(&p[12..20], 6 + (total - 20) as u64);
+    if fold(sum_words(&p[..20], 0)) != 0xffff || fold(sum_words(&p[20..], pseudo)) != 0xffff {
         return None;
     }
     Some(Segment {
@@ -408,6 +418,32 @@ impl Coalescer {
         .write(frame);
         sink.write_frame(frame);
     }
+}
+
+/// Cuts a merged frame (as [`Coalescer`] writes them) back into plain frames, one per
+/// segment, each behind an empty header, and passes them to `write`: for a device that
+/// refused the merged frame, so its segments are not lost. Returns how many it wrote.
+pub fn unmerge_frame(
+    frame: &[u8],
+    scratch: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    mut write: impl FnMut(&[u8]),
+) -> Result<usize, ReadError> {
+    let h = VnetHdr::read(frame).ok_or(ReadError::Short)?;
+    if h.gso_type & !GSO_ECN != GSO_TCPV4 {
+        return Err(ReadError::BadSuperpacket);
+    }
+    split_tcp4(
+        &frame[VNET_HDR_LEN..],
+        usize::from(h.gso_size),
+        scratch,
+        |segment| {
+            plain.clear();
+            plain.resize(VNET_HDR_LEN, 0);
+            plain.extend_from_slice(segment);
+            write(plain);
+        },
+    )
 }
 
 /// Writes `packet` alone, behind an empty header, using `buf` as scratch.
@@ -747,6 +783,52 @@ mod tests {
             }
             assert!(same(&again, &packets), "{sizes:?}");
         }
+    }
+
+    /// A merged frame the device refused comes back as the plain frames it stands for.
+    #[test]
+    fn unmerge_frame_gives_back_the_segments() {
+        let packets = stream(&[1368, 1368, 1368, 500], TCP_ACK | TCP_PSH);
+        let (frames, _) = run(&packets);
+        assert_eq!(frames.len(), 1, "one merged frame");
+        let mut again = Vec::new();
+        let n = unmerge_frame(&frames[0], &mut Vec::new(), &mut Vec::new(), |f| {
+            assert_eq!(VnetHdr::read(f), Some(VnetHdr::default()), "plain header");
+            again.push(f[VNET_HDR_LEN..].to_vec());
+        })
+        .expect("unmerge");
+        assert_eq!(n, 4);
+        assert!(same(&again, &packets));
+        assert!(unmerge_frame(&[0u8; 4], &mut Vec::new(), &mut Vec::new(), |_| ()).is_err());
+    }
+
+    /// Segments whose checksums do not verify are never merged (their receiver must see the
+    /// bad checksum and drop them): each goes out alone, unchanged.
+    #[test]
+    fn segments_with_bad_checksums_are_not_merged() {
+        for corrupt in [38usize, 10, 200] {
+            let mut packets = stream(&[1368, 1368, 1368], TCP_ACK);
+            packets[1][corrupt] ^= 0x5a; // a payload byte, the IP checksum, a payload byte
+            let (frames, _) = run(&packets);
+            let bad = packets[1].clone();
+            assert!(
+                frames.iter().any(|f| f[VNET_HDR_LEN..] == bad[..]
+                    && VnetHdr::read(f) == Some(VnetHdr::default())),
+                "byte {corrupt}: the corrupt segment went out merged or changed"
+            );
+        }
+    }
+
+    /// Superpackets with IP options are refused by the splitter.
+    #[test]
+    fn split_refuses_ip_options() {
+        let mut p = tcp(9, TCP_ACK, &[7u8; 250]);
+        p.splice(20..20, [1u8, 1, 1, 0]); // four NOPs/EOL of options
+        p[0] = 0x46;
+        assert_eq!(
+            split_tcp4(&p, 100, &mut Vec::new(), |_| ()),
+            Err(ReadError::BadSuperpacket)
+        );
     }
 
     #[test]
