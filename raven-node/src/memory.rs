@@ -9,10 +9,10 @@
 //! burst (70 MiB; 9 MiB with the trim). Two measures, both glibc-only (no-ops elsewhere):
 //! - [`tune_allocator`] at start: one arena ([`ARENAS`]); small blocks still come from each
 //!   thread's lock-free cache, and the daemon has few threads (no measurable throughput cost
-//!   in the same bench). Fixed mmap and trim thresholds ([`MMAP_THRESHOLD`],
-//!   [`KEEP_FREE_TOP`]): by default glibc serves 128–256 KiB buffers (socket reads, frames)
-//!   with fresh mmaps or shrinks the heap on every free, so each buffer is page-faulted and
-//!   zeroed anew (≈ 10 % of the proxy's CPU in a single-stream profile); here they are reused
+//!   in the same bench). With the proxy, [`tune_for_buffer_churn`] fixes the mmap and trim
+//!   thresholds ([`MMAP_THRESHOLD`], [`KEEP_FREE_TOP`]): by default glibc serves 128–256 KiB
+//!   buffers (socket reads, frames) with fresh mmaps or shrinks the heap on every free, so
+//!   each buffer is page-faulted and zeroed anew (≈ 10 % of the proxy's CPU in a single-stream profile); here they are reused
 //!   from the heap, and the trim tick below gives memory back instead;
 //! - [`trim_loop`]: every [`TRIM_INTERVAL`], when the allocator's free memory grew by
 //!   [`TRIM_THRESHOLD`] or more, `malloc_trim(0)` returns those pages to the kernel.
@@ -30,12 +30,22 @@ pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// Growth of the allocator's free memory that makes returning it worth a trim.
 pub const TRIM_THRESHOLD: usize = 4 << 20;
 
-/// Sets the allocator policy above. Call first thing in `main`, before threads start.
+/// Caps the malloc arenas. Call first thing in `main`, before threads start.
 pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX takes any positive count.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+    }
+}
+
+/// Fixes the mmap and trim thresholds, for the proxy: only together with [`trim_loop`],
+/// which the proxy's runtime runs (without the loop, the fixed trim threshold would keep
+/// freed heap memory mapped; a node without the proxy keeps glibc's adaptive defaults).
+pub fn tune_for_buffer_churn() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; each value is in its documented range.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
         libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_FREE_TOP);
     }

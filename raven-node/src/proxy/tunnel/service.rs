@@ -117,7 +117,8 @@ impl Proxy {
             config.timing.clone(),
         ));
         let tunnels2 = tunnels.clone();
-        // The proxy is what churns buffers; its runtime gives freed memory back.
+        // The proxy is what churns buffers: reuse them, and its runtime gives freed memory back.
+        crate::memory::tune_for_buffer_churn();
         runtime.spawn(crate::memory::trim_loop());
         runtime.spawn(async move {
             let certs = match certs {
