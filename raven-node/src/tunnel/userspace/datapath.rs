@@ -494,18 +494,7 @@ const UDP_GRO: libc::c_int = 104;
 /// back into single datagrams by the kernel and queued one by one. Best effort: without it
 /// (kernel < 5.0) every datagram arrives alone, which [`inbound`] handles the same way.
 fn enable_udp_gro(socket: &UdpSocket) -> bool {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid int option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_GRO,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
+    super::set_int_option(socket, libc::SOL_UDP, UDP_GRO, 1)
 }
 
 /// The segment size of a coalesced datagram, from the `UDP_GRO` control message of `hdr`

@@ -112,18 +112,8 @@ impl UserspaceWireGuard {
             (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
         ] {
             for opt in [force, plain] {
-                // SAFETY: setsockopt with a valid int option value.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        socket.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        opt,
-                        (&SOCKET_BUFFER as *const libc::c_int).cast(),
-                        size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
                 // Best effort: the forced variant needs CAP_NET_ADMIN; default buffers work.
-                if rc == 0 {
+                if set_int_option(&socket, libc::SOL_SOCKET, opt, SOCKET_BUFFER) {
                     break;
                 }
             }
@@ -410,4 +400,24 @@ impl Drop for UserspaceWireGuard {
             r.stop();
         }
     }
+}
+
+/// Sets an integer socket option; whether the kernel took it.
+pub(super) fn set_int_option(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> bool {
+    // SAFETY: setsockopt with a valid pointer to an int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
 }
