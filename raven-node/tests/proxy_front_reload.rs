@@ -21,6 +21,7 @@ use front_support::{
 use raven_node::daemon::metrics::Metrics;
 use raven_node::proxy::front::{
     self, FrontConfig, FrontHandle, FrontMetrics, FrontServices, ServerTlsFiles, TargetTls,
+    TargetTlsFiles,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
@@ -252,7 +253,9 @@ async fn serving_certificate_and_client_ca_rotate_without_dropping_connections()
     put(&env.files.cert, "not a certificate");
     let text = || env.metrics.encode();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !text().contains("raven_node_proxy_front_cert_reloads_total{result=\"error\"}") {
+    while !text().contains(
+        "raven_node_proxy_front_cert_reloads_total{material=\"serving\",result=\"error\"}",
+    ) {
         assert!(
             Instant::now() < deadline,
             "the garbage was never refused: {}",
@@ -277,7 +280,7 @@ async fn serving_certificate_and_client_ca_rotate_without_dropping_connections()
     let rotated = metrics
         .lines()
         .find_map(|l| {
-            l.strip_prefix("raven_node_proxy_front_cert_reloads_total{result=\"rotated\"} ")
+            l.strip_prefix("raven_node_proxy_front_cert_reloads_total{material=\"serving\",result=\"rotated\"} ")
         })
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or(0.0);
@@ -298,4 +301,153 @@ async fn serving_certificate_and_client_ca_rotate_without_dropping_connections()
         0
     );
     assert_eq!(env.kubelet.requests().len(), refused);
+}
+
+/// The kubelet leg's files: roots verifying kubelets, our client certificate and key.
+struct TargetFiles {
+    roots: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TargetFiles {
+    fn install(&self, roots: &Ca, client: &Leaf) {
+        put(&self.roots, &pem("CERTIFICATE", &roots.der()));
+        put(&self.key, &key_pem(&client.1));
+        put(&self.cert, &pem("CERTIFICATE", &client.0[0]));
+    }
+}
+
+/// The kubelet CA and our client certificate towards kubelets are files too: missing at
+/// start (a Secret not created yet) they are waited for, with TLS targets answered 503 and
+/// never dialed; once there they are used; a rotation is picked up without a restart, and
+/// garbage is refused while the previous material stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
+    const KUBELET: u16 = 10250;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (serving, callers) = (Ca::new("serving"), Ca::new("callers"));
+    let files = Files {
+        cert: dir.path().join("serving.pem"),
+        key: dir.path().join("serving.key"),
+        ca: dir.path().join("callers.pem"),
+    };
+    files.install(&serving.issue(NAME, &[], &[NAME], false, true), &callers);
+    let target = TargetFiles {
+        roots: dir.path().join("kubelet-ca.pem"),
+        cert: dir.path().join("kubelet-client.pem"),
+        key: dir.path().join("kubelet-client.key"),
+    };
+    let (kubelet_ca, ours_1, ours_2) = (
+        Ca::new("kubelet-serving"),
+        Ca::new("kubelet-clients"),
+        Ca::new("other-clients"),
+    );
+    let ip = loopback();
+    let kubelet = StubKubelet::start(
+        NODE,
+        ip,
+        KUBELET,
+        Some((kubelet_ca.issue(NODE, &[], &[NODE], false, true), &ours_1)),
+    )
+    .await;
+    let dialer = DirectDialer {
+        nodes: HashMap::from([(NODE.to_owned(), (IpAddr::V4(ip), BTreeSet::from([KUBELET])))]),
+    };
+    let mut metrics = Metrics::new();
+    let front_metrics = FrontMetrics::register(metrics.registry_mut());
+    let config = FrontConfig {
+        https_addr: Some("127.0.0.1:0".parse().expect("addr")),
+        server_tls_files: Some(ServerTlsFiles {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            client_ca: Some(files.ca.clone()),
+            interval: Duration::from_millis(100),
+        }),
+        target_tls_files: Some(TargetTlsFiles {
+            roots: target.roots.clone(),
+            client_cert: Some((target.cert.clone(), target.key.clone())),
+            ports: BTreeSet::from([KUBELET]),
+            interval: Duration::from_millis(100),
+        }),
+        ..FrontConfig::default()
+    };
+    let services = FrontServices {
+        dialer: Arc::new(dialer),
+        authenticator: None,
+        pod_locator: None,
+        metrics: front_metrics,
+    };
+    let front = front::start(config, services)
+        .await
+        .expect("missing kubelet files are waited for, not an error");
+    let addr = front.https_addr.expect("https");
+    let status = |path: &'static str| {
+        let (serving, callers) = (&serving, &callers);
+        async move {
+            let mut s = connect(addr, serving, Some(caller(callers)))
+                .await
+                .expect("TLS to the front");
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: {NODE}:{KUBELET}\r\nConnection: close\r\n\r\n"
+            );
+            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+                .await
+                .expect("write");
+            read_response(&mut s).await
+        }
+    };
+    let wait_for = |want: u16, what: &'static str| {
+        let status = &status;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (got, text) = status("/pods").await;
+                if got == want {
+                    return text;
+                }
+                assert!(Instant::now() < deadline, "{what}: still {got}: {text}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    // Nothing installed: a clear 503, and the kubelet is never dialed.
+    let (got, text) = status("/pods").await;
+    assert_eq!(got, 503, "{text}");
+    assert!(text.contains("not loaded yet"), "{text}");
+    assert!(kubelet.requests().is_empty());
+
+    // The files appear: the kubelet is reached, verified, with our certificate.
+    target.install(
+        &kubelet_ca,
+        &ours_1.issue("raven-front", &[], &[], true, false),
+    );
+    wait_for(200, "the kubelet files were never loaded").await;
+    let reached = kubelet.requests().len();
+    assert!(reached >= 1);
+
+    // Our client certificate rotates to one the kubelet does not trust: the next dial uses it.
+    target.install(
+        &kubelet_ca,
+        &ours_2.issue("raven-front", &[], &[], true, false),
+    );
+    wait_for(502, "the rotated client certificate was never used").await;
+
+    // Garbage roots: refused, counted; the last good material stays in use.
+    put(&target.roots, "not a certificate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = "raven_node_proxy_front_cert_reloads_total{material=\"target\",result=\"error\"}";
+    while !metrics.encode().contains(refused) {
+        assert!(Instant::now() < deadline, "{}", metrics.encode());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Back to the trusted client certificate with good roots: reached again.
+    target.install(
+        &kubelet_ca,
+        &ours_1.issue("raven-front", &[], &[], true, false),
+    );
+    wait_for(200, "the restored certificate was never used").await;
+    assert!(kubelet.requests().len() > reached);
+    drop(front);
 }

@@ -227,9 +227,41 @@ fn daemon(ns: &Ns, dir: &std::path::Path, extra: &[&str]) -> std::process::Comma
     cmd
 }
 
+/// Writes gw-cloud with `active` as its active proxy endpoint into the daemon's Gateway
+/// directory (atomically: the daemon polls it).
+fn write_cloud_gateway(dir: &std::path::Path, active: &str) {
+    let mut gw = serde_json::to_value(&proxy_support::gateways("edge-a-1")[0]).expect("json");
+    gw["spec"]["endpoints"][0]["nodeName"] = active.into();
+    gw["status"]["activeEndpoints"][0]["nodeName"] = active.into();
+    let tmp = dir.join("gateways").join("gw-cloud.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&gw).expect("json")).expect("write");
+    std::fs::rename(&tmp, dir.join("gateways").join("gw-cloud.json")).expect("rename");
+}
+
+/// Waits (30 s at most) until a TCP connect to `addr` in `ns` succeeds (`true`) or is
+/// refused (`false`).
+fn wait_listening(ns: &Ns, addr: SocketAddr, want: bool) {
+    ns.block_on(move || async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listening = TcpStream::connect(addr).await.is_ok();
+            if listening == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr}: listening = {listening}, wanted {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
 /// `raven-node run --proxy` with the front flags starts the front side and serves callers with
-/// a client certificate from `--proxy-front-client-ca`; without a client CA (and no API server
-/// for tokens) it refuses to start and says why.
+/// a client certificate from `--proxy-front-client-ca`, listening only while the Gateways make
+/// the node a proxy server (the listener closes when another node takes the seat and reopens
+/// when it comes back); without a client CA (and no API server for tokens) it refuses to
+/// start and says why.
 #[test]
 fn daemon_starts_the_front_side_from_its_flags() {
     proxy_support::require_root();
@@ -255,6 +287,7 @@ fn daemon_starts_the_front_side_from_its_flags() {
 
     let ca = dir.join("ca.crt");
     let ca = ca.to_str().expect("utf-8 path");
+    write_cloud_gateway(dir, "cloud-1");
     let mut child = Child(
         daemon(
             &ns,
@@ -266,6 +299,13 @@ fn daemon_starts_the_front_side_from_its_flags() {
         .spawn()
         .expect("raven-node starts"),
     );
+    let front_addr: SocketAddr = "127.0.0.1:10263".parse().expect("addr");
+    wait_listening(&ns, front_addr, true);
+    // Another node takes the seat: this one is no longer a server, the front closes.
+    write_cloud_gateway(dir, "cloud-2");
+    wait_listening(&ns, front_addr, false);
+    write_cloud_gateway(dir, "cloud-1");
+    wait_listening(&ns, front_addr, true);
     let (cert, key) = pki.issue("kube-apiserver-kubelet-client", &[]);
     let ca_pem = pki.ca.pem();
     let answer = ns.block_on(move || async move {
@@ -302,11 +342,11 @@ fn daemon_starts_the_front_side_from_its_flags() {
             .expect("TLS to the daemon's front side");
         exchange(&mut s, &get("nobody")).await
     });
-    // Authenticated, then refused by the tunnel's dialer (no Gateway: no allowed port for
-    // "nobody"); the text is the dialer's, so the request went through the daemon's wiring.
-    assert_eq!(answer.0, 403, "{}", answer.1);
+    // Authenticated, then refused by the tunnel's dialer ("nobody" is in no Gateway); the text
+    // is the dialer's, so the request went through the daemon's wiring.
+    assert_eq!(answer.0, 404, "{}", answer.1);
     assert!(
-        answer.1.contains("not allowed for node \"nobody\""),
+        answer.1.contains("unknown node \"nobody\""),
         "{}",
         answer.1
     );
@@ -326,4 +366,8 @@ fn daemon_starts_the_front_side_from_its_flags() {
         let _ = e.read_to_string(&mut stderr);
     }
     assert!(stderr.contains("proxy front side on"), "{stderr}");
+    assert!(
+        stderr.contains("listeners closed (no longer a proxy server)"),
+        "{stderr}"
+    );
 }

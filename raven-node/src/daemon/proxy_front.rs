@@ -1,8 +1,10 @@
 //! Starts the proxy's front side (`crate::proxy::front`) from the daemon: turns the command
-//! line's file paths into the front's TLS settings, picks the authenticator (TokenReview +
-//! SubjectAccessReview in Kubernetes mode; client certificates only otherwise) and serves over
-//! the tunnel's [`crate::proxy::Dialer`]. The front's own checks refuse unauthenticated or
-//! unusable setups; their errors come back as one [`RunError`] naming the flags.
+//! line's file paths into the front's TLS settings (both legs reloaded when the files
+//! change), picks the authenticator (TokenReview + SubjectAccessReview in Kubernetes mode;
+//! client certificates only otherwise) and serves over the tunnel's [`crate::proxy::Dialer`]
+//! while the Gateways make this node a proxy server. The front's own checks refuse
+//! unauthenticated or unusable setups at start; their errors come back as one [`RunError`]
+//! naming the flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,15 +17,18 @@ use crate::proxy::Dialer;
 use crate::proxy::auth_kube::{CacheTtl, KubeTokenAuthenticator};
 use crate::proxy::front::{
     self, Authenticator, FrontConfig, FrontError, FrontHandle, FrontMetrics, FrontServices,
-    PodLocator, ServerTlsFiles, tls,
+    PodLocator, ServerTlsFiles, TargetTlsFiles,
 };
 use crate::proxy::pods_kube::{KubePodLocator, PodCacheTtl};
 
 /// Kubernetes mode's token checks and Pod routing (both `None` otherwise).
 type KubeServices = (Option<Arc<dyn Authenticator>>, Option<Arc<dyn PodLocator>>);
 
-/// How often the serving certificate files are checked for a rotation.
+/// How often the certificate files (both legs) are checked for a rotation.
 pub const CERT_RELOAD: Duration = Duration::from_secs(5);
+
+/// How often a listener that could not bind (port taken) is tried again.
+pub const REBIND: Duration = Duration::from_secs(5);
 
 /// The front side's settings from the command line (`--proxy-front-*`, `--proxy-kubelet-*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,8 +58,8 @@ fn tls_error(e: FrontError) -> RunError {
     ))
 }
 
-/// The front's configuration from the settings (reads the target-side certificate files;
-/// the serving files are read, and re-read on change, by the listener).
+/// The front's configuration from the settings (file paths only: both legs' files are read,
+/// and re-read on change, by the front).
 pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
     let mut config = FrontConfig {
         https_addr: s.https,
@@ -75,17 +80,8 @@ pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
             ));
         }
     };
-    if let Some(ca) = &s.kubelet_ca {
-        config.target_tls.roots = tls::load_certs(ca).map_err(tls_error)?;
-    }
-    config.target_tls.client_cert = match (&s.kubelet_client_cert, &s.kubelet_client_key) {
-        (Some(c), Some(k)) => Some(
-            tls::static_cert(
-                tls::load_certs(c).map_err(tls_error)?,
-                tls::load_key(k).map_err(tls_error)?,
-            )
-            .map_err(tls_error)?,
-        ),
+    let client_cert = match (&s.kubelet_client_cert, &s.kubelet_client_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
         _ => {
             return Err(RunError(
@@ -95,16 +91,34 @@ pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
             ));
         }
     };
+    config.target_tls_files = match (&s.kubelet_ca, client_cert) {
+        (Some(roots), client_cert) => Some(TargetTlsFiles {
+            roots: roots.clone(),
+            client_cert,
+            ports: config.target_tls.ports.clone(),
+            interval: CERT_RELOAD,
+        }),
+        (None, Some(_)) => {
+            return Err(RunError(
+                "proxy front: --proxy-kubelet-client-cert needs --proxy-kubelet-ca (kubelets' \
+                 serving certificates are always verified)"
+                    .to_owned(),
+            ));
+        }
+        (None, None) => None,
+    };
     Ok(config)
 }
 
-/// Starts the listeners on `rt` (the proxy's runtime) over `dialer`; in Kubernetes mode
-/// (`kube`) bearer tokens are checked with TokenReview and SubjectAccessReview, and kubelet
-/// streaming paths are routed by their Pod's node (a cached GET of the Pod).
+/// Starts the front on `rt` (the proxy's runtime) over `dialer`, listening while `server_role`
+/// is `true`; in Kubernetes mode (`kube`) bearer tokens are checked with TokenReview and
+/// SubjectAccessReview, and kubelet streaming paths are routed by their Pod's node (a cached
+/// GET of the Pod).
 pub fn start(
     settings: &FrontSettings,
     rt: &tokio::runtime::Handle,
     dialer: Arc<dyn Dialer>,
+    server_role: tokio::sync::watch::Receiver<bool>,
     kube: Option<&KubeAccess>,
     metrics: FrontMetrics,
 ) -> Result<FrontHandle, RunError> {
@@ -135,7 +149,7 @@ pub fn start(
             pod_locator,
             metrics,
         };
-        front::start(config, services).await.map_err(|e| match e {
+        front::start_following(config, services, server_role, REBIND).map_err(|e| match e {
             FrontError::Tls(_) => tls_error(e),
             e => RunError(format!("proxy front: {e}")),
         })
@@ -147,7 +161,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn half_given_pairs_and_missing_files_are_clear_errors() {
+    fn half_given_pairs_are_clear_errors_and_missing_files_are_waited_for() {
         let e = front_config(&FrontSettings {
             cert: Some("/c".into()),
             ..Default::default()
@@ -164,11 +178,27 @@ mod tests {
             "{e}"
         );
         let e = front_config(&FrontSettings {
-            kubelet_ca: Some("/nonexistent/ca.pem".into()),
+            kubelet_client_cert: Some("/c".into()),
+            kubelet_client_key: Some("/k".into()),
             ..Default::default()
         })
         .unwrap_err();
-        assert!(e.0.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(e.0.contains("needs --proxy-kubelet-ca"), "{e}");
+        // A Secret not created yet: the files are waited for by the front, not refused here.
+        let c = front_config(&FrontSettings {
+            kubelet_ca: Some("/nonexistent/ca.pem".into()),
+            kubelet_client_cert: Some("/nonexistent/c.pem".into()),
+            kubelet_client_key: Some("/nonexistent/k.pem".into()),
+            ..Default::default()
+        })
+        .expect("paths only");
+        let files = c.target_tls_files.expect("kubelet leg from files");
+        assert_eq!(files.roots, PathBuf::from("/nonexistent/ca.pem"));
+        assert_eq!(
+            files.client_cert,
+            Some(("/nonexistent/c.pem".into(), "/nonexistent/k.pem".into()))
+        );
+        assert_eq!(files.ports, c.target_tls.ports);
     }
 
     #[test]
@@ -183,6 +213,7 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
+        let (_role_tx, role) = tokio::sync::watch::channel(true);
         // Plain HTTP without an authenticator (not Kubernetes mode).
         let e = std::thread::spawn(move || {
             start(
@@ -193,6 +224,7 @@ mod tests {
                 },
                 rt.handle(),
                 Arc::new(NoDial),
+                role,
                 None,
                 FrontMetrics::default(),
             )

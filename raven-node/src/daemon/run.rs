@@ -271,8 +271,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 SourceConfig::Kubernetes => config.kube.as_ref(),
                 SourceConfig::Dir(_) => None,
             };
-            let front = super::proxy_front::start(settings, &rt, p.dialer(), kube, fm)?;
-            tracing::info!(https = ?front.https_addr, http = ?front.http_addr, token_review = kube.is_some(), "proxy front side on");
+            let front =
+                super::proxy_front::start(settings, &rt, p.dialer(), p.server_role(), kube, fm)?;
+            tracing::info!(https = ?settings.https, http = ?settings.http, token_review = kube.is_some(), "proxy front side on (listening while this node is a proxy server)");
             Some(front)
         }
         _ => None,

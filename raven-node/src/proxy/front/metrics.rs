@@ -26,8 +26,11 @@ pub struct FrontMetrics {
     pub auth_failures: Family<Labels, Counter>,
     /// Dial failures, by `kind` (the `DialError` variant).
     pub dial_errors: Family<Labels, Counter>,
-    /// Serving-certificate reloads, by `result` (`rotated`, `error`).
+    /// TLS file reloads, by `material` (`serving`, `target`) and `result` (`rotated`,
+    /// `error`).
     pub cert_reloads: Family<Labels, Counter>,
+    /// 1 while the listeners are bound (this node is a proxy server), else 0.
+    pub listening: Gauge,
 }
 
 impl FrontMetrics {
@@ -64,16 +67,25 @@ impl FrontMetrics {
         );
         r.register(
             "cert_reloads",
-            "Serving-certificate file reloads, by result",
+            "TLS file reloads (serving certificate, kubelet leg), by material and result",
             m.cert_reloads.clone(),
+        );
+        r.register(
+            "listening",
+            "1 while the front side's listeners are bound (this node is a proxy server)",
+            m.listening.clone(),
         );
         m
     }
 
-    /// Counts one serving-certificate reload (`rotated` or `error`).
-    pub fn cert_reload(&self, result: &'static str) {
+    /// Counts one reload of `material` (`serving`, `target`) with `result` (`rotated`,
+    /// `error`).
+    pub fn cert_reload(&self, material: &'static str, result: &'static str) {
         self.cert_reloads
-            .get_or_create(&vec![("result", result.to_owned())])
+            .get_or_create(&vec![
+                ("material", material.to_owned()),
+                ("result", result.to_owned()),
+            ])
             .inc();
     }
 

@@ -11,7 +11,9 @@
 //! - `relay`: forwarding over HTTP/1.1 (TLS to the target when its port asks for it),
 //!   streaming bodies frame by frame and splicing upgraded connections.
 //! - `sniff`: a second, raw scan of every request head (what hyper's parsed view hides).
-//! - `listen`: the HTTPS (10263) and plain HTTP (10264, token only) listeners.
+//! - `listen`: the HTTPS (10263) and plain HTTP (10264, token only) listeners; `role`:
+//!   binds them while this node is a proxy server and closes them when it no longer is.
+//! - [`reload`]: both legs' TLS material from files, rotated without a restart.
 //! - [`metrics`]: bounded-label counters in the daemon's registry.
 
 pub mod auth;
@@ -20,6 +22,8 @@ pub mod identity;
 mod listen;
 pub mod metrics;
 mod relay;
+pub mod reload;
+mod role;
 mod sniff;
 pub mod tls;
 
@@ -35,7 +39,8 @@ pub use auth::{
     UserInfo,
 };
 pub use metrics::FrontMetrics;
-pub use tls::{ReloadingServerTls, ServerTls, ServerTlsFiles, TargetTls};
+pub use reload::{ReloadingServerTls, ReloadingTargetTls, ServerTlsFiles, TargetTlsFiles};
+pub use tls::{ServerTls, TargetTls};
 
 use super::Dialer;
 
@@ -60,6 +65,9 @@ pub struct FrontConfig {
     pub server_tls_files: Option<ServerTlsFiles>,
     /// TLS towards targets.
     pub target_tls: TargetTls,
+    /// TLS towards targets as files, reloaded when they change (used instead of
+    /// `target_tls`'s roots and client certificate when set; its ports still apply).
+    pub target_tls_files: Option<TargetTlsFiles>,
     /// Port used when `Host` has none.
     pub default_port: u16,
     /// The kubelet port (requests routed by Pod).
@@ -84,6 +92,7 @@ impl Default for FrontConfig {
                 roots: Vec::new(),
                 client_cert: None,
             },
+            target_tls_files: None,
             default_port: KUBELET_PORT,
             kubelet_port: KUBELET_PORT,
             dial_timeout: Duration::from_secs(10),
@@ -165,73 +174,152 @@ pub async fn start(
     config: FrontConfig,
     services: FrontServices,
 ) -> Result<FrontHandle, FrontError> {
-    let has_auth = services.authenticator.is_some();
-    if config.http_addr.is_some() && !has_auth {
-        return Err(FrontError::Config(
-            "the plain HTTP listener accepts bearer tokens only, and no authenticator is configured"
-                .into(),
-        ));
-    }
-    let unauthenticated = || {
-        FrontError::Config(
-            "no client CA and no authenticator: the HTTPS listener would be unauthenticated".into(),
-        )
-    };
-    let mut reloading = None;
-    let acceptor = match (
-        &config.https_addr,
-        &config.server_tls_files,
-        &config.server_tls,
-    ) {
-        (None, _, _) => None,
-        (Some(_), Some(files), _) => {
-            if files.client_ca.is_none() && !has_auth {
-                return Err(unauthenticated());
-            }
-            let r = Arc::new(ReloadingServerTls::new(files.clone())?);
-            if r.current().is_none() {
-                tracing::warn!(cert = %files.cert.display(), "proxy front: serving certificate not there yet; TLS handshakes fail until it appears");
-            }
-            reloading = Some(r.clone());
-            Some(listen::TlsSource::Reloading(r))
-        }
-        (Some(_), None, None) => {
-            return Err(FrontError::Config(
-                "the HTTPS listener needs a serving certificate".into(),
-            ));
-        }
-        (Some(_), None, Some(tls)) => {
-            if tls.client_ca.is_none() && !has_auth {
-                return Err(unauthenticated());
-            }
-            Some(listen::TlsSource::Static(tokio_rustls::TlsAcceptor::from(
-                Arc::new(tls::server_config(tls)?),
-            )))
-        }
-    };
-    let reload_metrics = services.metrics.clone();
-    let shared = Arc::new(relay::Shared::new(&config, services)?);
-    let mut handle = FrontHandle {
+    let prepared = Prepared::new(config, services)?;
+    let mut handle = prepared.bind().await?;
+    handle.tasks.extend(prepared.reload_tasks());
+    Ok(handle)
+}
+
+/// Checks the configuration now, then serves on the current tokio runtime only while `role`
+/// is `true` (this node is a proxy server): the listeners are bound when it becomes `true`
+/// (a failed bind is retried every `rebind`) and closed when it turns `false`; connections in
+/// flight finish. The returned handle's addresses stay `None` (the follower logs each bind).
+pub fn start_following(
+    config: FrontConfig,
+    services: FrontServices,
+    role: tokio::sync::watch::Receiver<bool>,
+    rebind: Duration,
+) -> Result<FrontHandle, FrontError> {
+    let prepared = Prepared::new(config, services)?;
+    let mut tasks = prepared.reload_tasks();
+    tasks.push(tokio::spawn(role::follow(prepared, role, rebind)));
+    Ok(FrontHandle {
         https_addr: None,
         http_addr: None,
-        tasks: Vec::new(),
-    };
-    if let Some(r) = reloading {
-        handle
-            .tasks
-            .push(tokio::spawn(r.reload_loop(reload_metrics)));
+        tasks,
+    })
+}
+
+/// A checked configuration, ready to bind (any number of times).
+struct Prepared {
+    config: FrontConfig,
+    shared: Arc<relay::Shared>,
+    acceptor: Option<listen::TlsSource>,
+    serving: Option<Arc<ReloadingServerTls>>,
+    target: Option<Arc<ReloadingTargetTls>>,
+    metrics: FrontMetrics,
+}
+
+impl Prepared {
+    /// Refuses unauthenticated or unusable setups and loads the TLS material (missing files
+    /// are waited for by the reload tasks).
+    fn new(config: FrontConfig, services: FrontServices) -> Result<Self, FrontError> {
+        let has_auth = services.authenticator.is_some();
+        if config.http_addr.is_some() && !has_auth {
+            return Err(FrontError::Config(
+                "the plain HTTP listener accepts bearer tokens only, and no authenticator is \
+                 configured"
+                    .into(),
+            ));
+        }
+        let unauthenticated = || {
+            FrontError::Config(
+                "no client CA and no authenticator: the HTTPS listener would be unauthenticated"
+                    .into(),
+            )
+        };
+        let mut serving = None;
+        let acceptor = match (
+            &config.https_addr,
+            &config.server_tls_files,
+            &config.server_tls,
+        ) {
+            (None, _, _) => None,
+            (Some(_), Some(files), _) => {
+                if files.client_ca.is_none() && !has_auth {
+                    return Err(unauthenticated());
+                }
+                let r = Arc::new(ReloadingServerTls::new(files.clone())?);
+                if r.current().is_none() {
+                    tracing::warn!(cert = %files.cert.display(), "proxy front: serving certificate not there yet; TLS handshakes fail until it appears");
+                }
+                serving = Some(r.clone());
+                Some(listen::TlsSource::Reloading(r))
+            }
+            (Some(_), None, None) => {
+                return Err(FrontError::Config(
+                    "the HTTPS listener needs a serving certificate".into(),
+                ));
+            }
+            (Some(_), None, Some(tls)) => {
+                if tls.client_ca.is_none() && !has_auth {
+                    return Err(unauthenticated());
+                }
+                Some(listen::TlsSource::Static(tokio_rustls::TlsAcceptor::from(
+                    Arc::new(tls::server_config(tls)?),
+                )))
+            }
+        };
+        let target = match &config.target_tls_files {
+            Some(files) => {
+                let r = Arc::new(ReloadingTargetTls::new(files.clone())?);
+                if r.current().is_none() {
+                    tracing::warn!(roots = %files.roots.display(), "proxy front: kubelet TLS files not there yet; TLS targets are answered 503 until they appear");
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let metrics = services.metrics.clone();
+        let shared = Arc::new(relay::Shared::new(&config, services, target.clone())?);
+        Ok(Self {
+            config,
+            shared,
+            acceptor,
+            serving,
+            target,
+            metrics,
+        })
     }
-    if let Some(addr) = config.https_addr {
-        let (bound, task) = listen::spawn(addr, acceptor, shared.clone(), &config).await?;
-        tracing::info!(%bound, "proxy front: HTTPS listener");
-        handle.https_addr = Some(bound);
-        handle.tasks.push(task);
+
+    /// The tasks that keep the TLS material current (for as long as the front is on).
+    fn reload_tasks(&self) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(r) = &self.serving {
+            tasks.push(tokio::spawn(r.clone().reload_loop(self.metrics.clone())));
+        }
+        if let Some(r) = &self.target {
+            tasks.push(tokio::spawn(r.clone().reload_loop(self.metrics.clone())));
+        }
+        tasks
     }
-    if let Some(addr) = config.http_addr {
-        let (bound, task) = listen::spawn(addr, None, shared, &config).await?;
-        tracing::info!(%bound, "proxy front: plain HTTP listener (bearer tokens only)");
-        handle.http_addr = Some(bound);
-        handle.tasks.push(task);
+
+    /// Binds every configured listener, or none (a failure closes those already bound).
+    async fn bind(&self) -> Result<FrontHandle, FrontError> {
+        let mut handle = FrontHandle {
+            https_addr: None,
+            http_addr: None,
+            tasks: Vec::new(),
+        };
+        if let Some(addr) = self.config.https_addr {
+            let (bound, task) = listen::spawn(
+                addr,
+                self.acceptor.clone(),
+                self.shared.clone(),
+                &self.config,
+            )
+            .await?;
+            tracing::info!(%bound, "proxy front: HTTPS listener");
+            handle.https_addr = Some(bound);
+            handle.tasks.push(task);
+        }
+        if let Some(addr) = self.config.http_addr {
+            let (bound, task) =
+                listen::spawn(addr, None, self.shared.clone(), &self.config).await?;
+            tracing::info!(%bound, "proxy front: plain HTTP listener (bearer tokens only)");
+            handle.http_addr = Some(bound);
+            handle.tasks.push(task);
+        }
+        Ok(handle)
     }
-    Ok(handle)
 }

@@ -26,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use super::auth::{Attributes, Decision, UserInfo, falls_back_to_proxy, subresource_of, verb_of};
 use super::head::{self, Context, Plan, Target};
 use super::sniff::Verdicts;
-use super::{FrontConfig, FrontError, FrontServices, tls};
+use super::{FrontConfig, FrontError, FrontServices, ReloadingTargetTls, tls};
 use crate::proxy::{DialError, ProxyStream};
 
 /// Body type of both legs.
@@ -37,14 +37,42 @@ pub struct Shared {
     ctx: Context,
     services: FrontServices,
     tls_ports: BTreeSet<u16>,
-    connector: TlsConnector,
+    connector: Connector,
     dial_timeout: Duration,
 }
 
+/// Where the kubelet leg's TLS configuration comes from.
+enum Connector {
+    /// Fixed for the front's lifetime.
+    Static(TlsConnector),
+    /// Re-read from files; each dial takes the configuration current at that moment.
+    Reloading(Arc<ReloadingTargetTls>),
+}
+
+impl Connector {
+    /// `None` while the files were never loaded.
+    fn current(&self) -> Option<TlsConnector> {
+        match self {
+            Connector::Static(c) => Some(c.clone()),
+            Connector::Reloading(r) => r.current().map(TlsConnector::from),
+        }
+    }
+}
+
 impl Shared {
-    /// Builds the shared state from the configuration.
-    pub fn new(config: &FrontConfig, services: FrontServices) -> Result<Self, FrontError> {
-        let connector = TlsConnector::from(Arc::new(tls::client_config(&config.target_tls)?));
+    /// Builds the shared state from the configuration; `target` is the reloading kubelet-leg
+    /// material when `config.target_tls_files` is set.
+    pub fn new(
+        config: &FrontConfig,
+        services: FrontServices,
+        target: Option<Arc<ReloadingTargetTls>>,
+    ) -> Result<Self, FrontError> {
+        let connector = match target {
+            Some(r) => Connector::Reloading(r),
+            None => Connector::Static(TlsConnector::from(Arc::new(tls::client_config(
+                &config.target_tls,
+            )?))),
+        };
         Ok(Self {
             ctx: Context {
                 default_port: config.default_port,
@@ -447,18 +475,29 @@ async fn dial(
 ) -> Result<ProxyStream, Refusal> {
     let metrics = &shared.services.metrics;
     let target = format!("{node}:{port}");
+    let connector = match shared.tls_ports.contains(&port) {
+        false => None,
+        true => Some(shared.connector.current().ok_or_else(|| {
+            metrics.dial_error("tls");
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("TLS to {target}: the kubelet CA and client certificate files are not loaded yet"),
+                route,
+            )
+        })?),
+    };
     let work = async {
         let stream = shared.services.dialer.dial(node, port).await.map_err(|e| {
             let (status, kind) = dial_status(&e);
             metrics.dial_error(kind);
             Refusal::new(status, e.to_string(), route)
         })?;
-        if !shared.tls_ports.contains(&port) {
+        let Some(connector) = connector else {
             return Ok(stream);
-        }
+        };
         let name = ServerName::try_from(node.to_owned())
             .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "bad node name", route))?;
-        let tls = shared.connector.connect(name, stream).await.map_err(|e| {
+        let tls = connector.connect(name, stream).await.map_err(|e| {
             metrics.dial_error("tls");
             Refusal::new(
                 StatusCode::BAD_GATEWAY,

@@ -74,6 +74,7 @@ pub enum ProxyError {
 #[derive(Debug)]
 pub struct Proxy {
     view_tx: watch::Sender<Arc<ProxyView>>,
+    server_role: watch::Receiver<bool>,
     dialer: Arc<TunnelDialer>,
     tunnels: Arc<Tunnels>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -117,6 +118,12 @@ impl Proxy {
             config.timing.clone(),
         ));
         let tunnels2 = tunnels.clone();
+        let (role_tx, server_role) = watch::channel(false);
+        runtime.spawn(publish_server_role(
+            view_rx.clone(),
+            config.node_name.clone(),
+            role_tx,
+        ));
         // The proxy is what churns buffers: reuse them, and its runtime gives freed memory back.
         crate::memory::tune_for_buffer_churn();
         runtime.spawn(crate::memory::trim_loop());
@@ -135,6 +142,7 @@ impl Proxy {
         });
         Ok(Self {
             view_tx,
+            server_role,
             dialer,
             tunnels,
             runtime: Some(runtime),
@@ -162,6 +170,13 @@ impl Proxy {
         self.dialer.clone()
     }
 
+    /// Whether the Gateways make this node a proxy server (an active proxy endpoint of an
+    /// exposed Gateway), as it changes; the front side's listeners follow it. The sender goes
+    /// away when the proxy stops.
+    pub fn server_role(&self) -> watch::Receiver<bool> {
+        self.server_role.clone()
+    }
+
     /// The connected tunnels (server side).
     pub fn tunnels(&self) -> &Tunnels {
         &self.tunnels
@@ -177,6 +192,21 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+    }
+}
+
+/// Publishes whether `node` is a server in each new view, until the view's sender is dropped.
+async fn publish_server_role(
+    mut view: watch::Receiver<Arc<ProxyView>>,
+    node: String,
+    role: watch::Sender<bool>,
+) {
+    loop {
+        let server = view.borrow_and_update().roles(&node).server.is_some();
+        role.send_if_modified(|cur| std::mem::replace(cur, server) != server);
+        if view.changed().await.is_err() {
+            break;
         }
     }
 }
