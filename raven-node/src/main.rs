@@ -263,9 +263,10 @@ struct Common {
     /// 1 s) drops the tunnel.
     #[arg(long, env = "RAVEN_PROXY_KEEPALIVE_SECONDS", default_value_t = 10)]
     proxy_keepalive_seconds: u64,
-    /// Serve the proxy front side (with --proxy, on proxy servers). Implied by
-    /// --proxy-front-cert and --proxy-front-http; in CSR mode the HTTPS listener serves the
-    /// proxy server certificate unless --proxy-front-cert is given.
+    /// Serve the proxy front side (with --proxy; it listens only while the node is a proxy
+    /// server). Implied by --proxy-front-cert and --proxy-front-http; the HTTPS listener
+    /// serves the proxy server certificate (CSR mode) or the proxy certificate files (files
+    /// mode) unless --proxy-front-cert is given.
     #[arg(long, env = "RAVEN_PROXY_FRONT")]
     proxy_front: bool,
     /// HTTPS listener of the front side for cloud callers. Serving certificate files are
@@ -447,15 +448,13 @@ fn front_settings(c: &Common, csr: Option<&CsrSettings>) -> Result<Option<FrontS
             let p = csr.server_paths(c.node_name.as_deref().unwrap_or_default());
             (Some(p.cert), Some(p.key))
         }
+        // Files mode: the node's proxy certificate serves the front too.
+        (None, None, None) if c.proxy_front => {
+            let p = proxy_cert_paths(c);
+            (Some(p.cert), Some(p.key))
+        }
         (cert, key, _) => (cert.clone(), key.clone()),
     };
-    if c.proxy_front && cert.is_none() && c.proxy_front_http.is_none() {
-        return Err(
-            "--proxy-front needs --proxy-front-cert/--proxy-front-key (or CSR mode, or \
-             --proxy-front-http)"
-                .to_owned(),
-        );
-    }
     Ok(Some(FrontSettings {
         https: cert.is_some().then_some(c.proxy_front_https),
         http: c.proxy_front_http,
@@ -468,12 +467,8 @@ fn front_settings(c: &Common, csr: Option<&CsrSettings>) -> Result<Option<FrontS
     }))
 }
 
-fn proxy_config(c: &Common) -> Result<ProxyConfig, String> {
-    if c.proxy_dial_timeout_ms == 0 || c.proxy_keepalive_seconds == 0 {
-        return Err(
-            "--proxy-dial-timeout-ms and --proxy-keepalive-seconds must be positive".to_owned(),
-        );
-    }
+/// Files mode's proxy certificate: `--proxy-cert-dir`, single files overridden.
+fn proxy_cert_paths(c: &Common) -> CertPaths {
     let mut certs = CertPaths::in_dir(&c.proxy_cert_dir);
     if let Some(p) = &c.proxy_cert {
         certs.cert = p.clone();
@@ -484,7 +479,19 @@ fn proxy_config(c: &Common) -> Result<ProxyConfig, String> {
     if let Some(p) = &c.proxy_ca {
         certs.ca = p.clone();
     }
-    let mut pc = ProxyConfig::new(c.node_name.as_deref().unwrap_or_default(), certs);
+    certs
+}
+
+fn proxy_config(c: &Common) -> Result<ProxyConfig, String> {
+    if c.proxy_dial_timeout_ms == 0 || c.proxy_keepalive_seconds == 0 {
+        return Err(
+            "--proxy-dial-timeout-ms and --proxy-keepalive-seconds must be positive".to_owned(),
+        );
+    }
+    let mut pc = ProxyConfig::new(
+        c.node_name.as_deref().unwrap_or_default(),
+        proxy_cert_paths(c),
+    );
     pc.listen = c.proxy_listen;
     pc.server_name = c.proxy_server_name.clone();
     pc.solo_ip = c.proxy_solo_address;
@@ -811,7 +818,12 @@ mod tests {
         }
         let e = parse(&["--proxy", "--proxy-cert", "/c.pem"]).unwrap_err();
         assert!(e.contains("--proxy-certs files"), "{e}");
-        let e = parse(&["--proxy", "--proxy-certs", "files", "--proxy-front"]).unwrap_err();
-        assert!(e.contains("--proxy-front needs"), "{e}");
+        // Files mode: the node's proxy certificate serves the front too.
+        let f = parse(&["--proxy", "--proxy-certs", "files", "--proxy-front"])
+            .unwrap()
+            .proxy_front
+            .unwrap();
+        assert_eq!(f.cert, Some(PathBuf::from("/var/lib/raven/proxy/tls.crt")));
+        assert_eq!(f.key, Some(PathBuf::from("/var/lib/raven/proxy/tls.key")));
     }
 }

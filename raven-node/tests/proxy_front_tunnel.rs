@@ -345,11 +345,7 @@ fn daemon_starts_the_front_side_from_its_flags() {
     // Authenticated, then refused by the tunnel's dialer ("nobody" is in no Gateway); the text
     // is the dialer's, so the request went through the daemon's wiring.
     assert_eq!(answer.0, 404, "{}", answer.1);
-    assert!(
-        answer.1.contains("unknown node \"nobody\""),
-        "{}",
-        answer.1
-    );
+    assert!(answer.1.contains("unknown node \"nobody\""), "{}", answer.1);
     assert!(
         child.0.try_wait().expect("wait").is_none(),
         "the daemon must keep running"

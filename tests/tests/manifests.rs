@@ -154,6 +154,82 @@ fn overlays_hold_what_each_mode_needs() {
         mount(p);
     }
     assert_eq!(mount("/lib/modules")["readOnly"], true);
+    // The proxy front side is on exactly when the proxy is (same raven-cfg key); its
+    // cluster-specific files come from optional objects mounted where its flags point.
+    let from_cfg = |name: &str| {
+        var(name).unwrap_or_else(|| panic!("{name} missing"))["valueFrom"]["configMapKeyRef"]
+            .clone()
+    };
+    assert_eq!(from_cfg("RAVEN_PROXY_FRONT"), from_cfg("RAVEN_PROXY"));
+    assert_eq!(from_cfg("RAVEN_PROXY_FRONT")["optional"], true);
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    for (env_name, volume, source, object) in [
+        (
+            "RAVEN_PROXY_FRONT_CLIENT_CA",
+            "proxy-front-ca",
+            "configMap",
+            "raven-proxy-front",
+        ),
+        (
+            "RAVEN_PROXY_KUBELET_CA",
+            "proxy-front-ca",
+            "configMap",
+            "raven-proxy-front",
+        ),
+        (
+            "RAVEN_PROXY_KUBELET_CLIENT_CERT",
+            "proxy-front-client",
+            "secret",
+            "raven-proxy-front-client",
+        ),
+        (
+            "RAVEN_PROXY_KUBELET_CLIENT_KEY",
+            "proxy-front-client",
+            "secret",
+            "raven-proxy-front-client",
+        ),
+    ] {
+        let file = var(env_name).unwrap_or_else(|| panic!("{env_name} missing"))["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{env_name}: a literal path"))
+            .to_owned();
+        let m = mounts
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap_or_else(|| panic!("{volume} not mounted"));
+        assert_eq!(m["readOnly"], true, "{volume}");
+        let dir = m["mountPath"].as_str().expect("mountPath");
+        assert_eq!(
+            Path::new(&file).parent(),
+            Some(Path::new(dir)),
+            "{env_name} must point into {volume}"
+        );
+        let v = volumes
+            .iter()
+            .find(|v| v["name"] == volume)
+            .unwrap_or_else(|| panic!("volume {volume} missing"));
+        let name_key = if source == "secret" {
+            "secretName"
+        } else {
+            "name"
+        };
+        assert_eq!(v[source][name_key], object, "{volume}");
+        assert_eq!(
+            v[source]["optional"], true,
+            "{volume}: the pod starts without it"
+        );
+    }
+    let binding = get(&objs, "ClusterRoleBinding", "raven-proxy-front-kubelet");
+    assert_eq!(binding["subjects"][0]["name"], "raven-proxy-front");
+    let role = get(&objs, "ClusterRole", "raven-proxy-front-kubelet");
+    for rule in role["rules"].as_array().expect("rules") {
+        for r in rule["resources"].as_array().expect("resources") {
+            assert!(
+                r.as_str().is_some_and(|r| r.starts_with("nodes/")),
+                "the front's kubelet identity reaches kubelets only: {r}"
+            );
+        }
+    }
     let init = &pod["initContainers"][0];
     assert!(
         init["command"]

@@ -7,6 +7,10 @@
 //! renewed (a renewal fraction that makes them due seconds after issuance) and swapped into
 //! the running proxies without a restart: the established tunnel keeps working, and fresh
 //! handshakes (the server role dropped and given back) succeed with the renewed material.
+//! Both nodes also run the proxy front side as the DaemonSet does (`daemon::proxy_front`,
+//! serving the CSR server certificate): it listens only on the cloud node while it is the
+//! proxy server, presents the current (then the renewed) server certificate, closes when the
+//! role goes and reopens when it comes back; the edge node's front never listens.
 //!
 //! Both nodes run in this process on loopback addresses (no root, no namespace); identities
 //! are token users `system:node:<name>` in `system:nodes`, bound to raven-node's ClusterRole.
@@ -18,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use raven_api::gateway::v1beta1::Gateway;
 use raven_node::daemon::proxy_certs::{CsrSettings, ProxyCsr};
+use raven_node::daemon::proxy_front::{self, FrontSettings};
 use raven_node::proxy::Dialer;
 use raven_node::proxy::certs_kube::{self, CertKind, KubeCertConfig};
+use raven_node::proxy::front::{FrontHandle, FrontMetrics};
 use raven_node::proxy::tunnel::metrics::ProxyMetrics;
 use raven_node::proxy::tunnel::{Proxy, ProxyConfig};
 use raven_tests::csr_cluster::{CsrCluster, node_user};
@@ -40,6 +46,10 @@ fn ips() -> (Ipv4Addr, Ipv4Addr) {
 }
 
 fn free_port(ip: Ipv4Addr) -> u16 {
+    free_port_at(IpAddr::V4(ip))
+}
+
+fn free_port_at(ip: IpAddr) -> u16 {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -106,8 +116,11 @@ async fn client(api: &KubeApiServer, name: &str, token: &str) -> kube::Client {
     kube::Client::try_from(cfg).expect("client")
 }
 
-/// One node: its proxy (own runtime) and its certificate requester on that runtime.
+/// One node: its proxy (own runtime), its certificate requester and its front side on that
+/// runtime.
 struct Node {
+    front: FrontHandle,
+    front_addr: SocketAddr,
     proxy: Proxy,
     csr: ProxyCsr,
     metrics: ProxyMetrics,
@@ -132,8 +145,30 @@ impl Node {
         let rt = proxy.handle().expect("runtime");
         let user = node_user(name);
         let kube = rt.block_on(client(api, &user.name, &user.token));
-        let csr = ProxyCsr::start(rt, kube, name, settings.clone());
+        let csr = ProxyCsr::start(rt.clone(), kube, name, settings.clone());
+        // What `raven-node run --proxy --proxy-front` configures in CSR mode.
+        let server = settings.server_paths(name);
+        let front_addr = SocketAddr::new(listen.ip(), free_port_at(listen.ip()));
+        let front = proxy_front::start(
+            &FrontSettings {
+                https: Some(front_addr),
+                cert: Some(server.cert),
+                key: Some(server.key),
+                client_ca: Some(server.ca.clone()),
+                // Any roots: no kubelet is dialed here (files as the DaemonSet mounts them).
+                kubelet_ca: Some(server.ca),
+                ..Default::default()
+            },
+            &rt,
+            proxy.dialer(),
+            proxy.server_role(),
+            None,
+            FrontMetrics::default(),
+        )
+        .expect("front starts (it listens only as a server)");
         Self {
+            front,
+            front_addr,
             proxy,
             csr,
             metrics,
@@ -155,6 +190,66 @@ impl Node {
         c.dns_names = vec![self.name.to_owned()];
         c.ips = vec![self.ip];
         c
+    }
+
+    /// The leaf certificate the front presents, verified against the server CA for the node
+    /// name; `Err` when it does not listen or the handshake fails.
+    fn front_presents(&self, rt: &tokio::runtime::Runtime) -> Result<Vec<u8>, String> {
+        use rustls::pki_types::pem::PemObject;
+        let tcp = rt
+            .block_on(tokio::net::TcpStream::connect(self.front_addr))
+            .map_err(|e| format!("connect {}: {e}", self.front_addr))?;
+        let ca = self.settings.server_paths(self.name).ca;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca).map_err(|e| e.to_string())? {
+            roots
+                .add(c.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(self.name.to_owned())
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec())
+                .ok_or_else(|| "no certificate".to_owned())
+        })
+    }
+
+    /// The leaf of the current server certificate file.
+    fn server_leaf(&self) -> Option<Vec<u8>> {
+        use rustls::pki_types::pem::PemObject;
+        let pair = self.cert(CertKind::Server).pair_path();
+        rustls::pki_types::CertificateDer::pem_file_iter(pair)
+            .ok()?
+            .next()?
+            .ok()
+            .map(|c| c.as_ref().to_vec())
+    }
+
+    /// Waits until the front presents the current server certificate file's leaf.
+    fn wait_front_serving(&self, rt: &tokio::runtime::Runtime, what: &str) {
+        wait(what, Duration::from_secs(30), || {
+            let presented = self.front_presents(rt)?;
+            if Some(&presented) == self.server_leaf().as_ref() {
+                Ok(())
+            } else {
+                Err("presents another certificate than the current file's".to_owned())
+            }
+        });
     }
 
     fn serial(&self, kind: CertKind) -> Option<String> {
@@ -257,6 +352,12 @@ fn csr_issued_certificates_bring_the_tunnel_up_and_rotate_without_restart() {
     );
     let pem = std::fs::read_to_string(edge.cert(CertKind::Client).pair_path()).expect("pair");
     assert!(pem.contains("BEGIN CERTIFICATE") && pem.contains("BEGIN PRIVATE KEY"));
+    // The front side: the server's serves the CSR server certificate; the edge's never listens.
+    cloud.wait_front_serving(&rt, "the cloud front to serve the CSR server certificate");
+    let edge_front = edge
+        .front_presents(&rt)
+        .expect_err("the edge is no proxy server");
+    assert!(edge_front.contains("connect"), "{edge_front}");
 
     // Renewal: new certificates (new keys) land in the files and the running proxies swap
     // them in; nothing restarts.
@@ -290,6 +391,7 @@ fn csr_issued_certificates_bring_the_tunnel_up_and_rotate_without_restart() {
     );
     // The tunnel established before the renewal still carries streams.
     echo_through(&rt, &cloud, port).unwrap_or_else(|e| panic!("after renewal: {e}"));
+    cloud.wait_front_serving(&rt, "the cloud front to serve the renewed certificate");
 
     // Fresh handshakes with the renewed material: the cloud stops serving (listener and
     // tunnels dropped), then serves again; the edge reconnects.
@@ -304,8 +406,17 @@ fn csr_issued_certificates_bring_the_tunnel_up_and_rotate_without_restart() {
             Err(_) => Ok(()),
         },
     );
+    wait(
+        "the cloud front to close with the role",
+        Duration::from_secs(10),
+        || match cloud.front_presents(&rt) {
+            Err(e) if e.contains("connect") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
     cloud.update(&gws);
     edge.update(&gws);
+    cloud.wait_front_serving(&rt, "the cloud front to reopen with the role");
     wait(
         "the tunnel on renewed certificates",
         Duration::from_secs(30),
@@ -351,6 +462,12 @@ fn csr_issued_certificates_bring_the_tunnel_up_and_rotate_without_restart() {
         }),
         "{csrs}"
     );
-    drop(edge);
-    drop(cloud);
+    assert!(
+        edge.front_presents(&rt).is_err(),
+        "the edge front never listened"
+    );
+    drop(edge.front);
+    drop(cloud.front);
+    drop(edge.proxy);
+    drop(cloud.proxy);
 }
