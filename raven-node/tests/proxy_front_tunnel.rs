@@ -105,11 +105,12 @@ fn caller_reaches_the_right_same_ip_kubelet_through_front_and_tunnel() {
     config.target_tls.ports = BTreeSet::from([KUBELET_PORT]);
     config.target_tls.roots = vec![kubelet_serving_ca.der()];
     config.target_tls.client_cert = Some(tls::static_cert(kchain, kkey).expect("client cert"));
+    let front_metrics = FrontMetrics::default();
     let services = FrontServices {
         dialer: lab.cloud_proxy.dialer(),
         authenticator: None,
         pod_locator: None,
-        metrics: FrontMetrics::default(),
+        metrics: front_metrics.clone(),
     };
     let rt = lab.cloud_proxy.handle().expect("proxy runtime");
     // Bound from a thread in the cloud namespace; served on the proxy's runtime there.
@@ -128,7 +129,7 @@ fn caller_reaches_the_right_same_ip_kubelet_through_front_and_tunnel() {
     );
     let rogue = Ca::new("rogue-ca").issue("kube-apiserver-kubelet-client", &[], &[], true, false);
     let fca = front_ca.clone();
-    let (answers, no_cert, rogue_cert) = lab.cloud.block_on(move || async move {
+    let (answers, no_cert, rogue_cert, closed) = lab.cloud.block_on(move || async move {
         let mut answers = Vec::new();
         for node in ["edge-a-2", "edge-b-2", "edge-a-2"] {
             let mut s = connect(addr, &fca, Some((good.0.clone(), good.1.clone_key())))
@@ -140,6 +141,13 @@ fn caller_reaches_the_right_same_ip_kubelet_through_front_and_tunnel() {
             .await
             .expect("TLS without a certificate");
         let no_cert = exchange(&mut s, &get("edge-a-2")).await;
+        // An allowed port where nothing listens on the edge: the edge's refusal arrives after
+        // the stream was handed out (early CONNECT, TLS ClientHello already sent) and is still
+        // answered as a failed dial, with the edge's reason.
+        let mut s = connect(addr, &fca, Some((good.0.clone(), good.1.clone_key())))
+            .await
+            .expect("TLS to the front");
+        let closed = exchange(&mut s, &get("edge-a-1")).await;
         // A certificate from another CA: the handshake (or, with TLS 1.3, the first read) fails.
         let rogue_cert = match connect(addr, &fca, Some(rogue)).await {
             Err(e) => format!("handshake refused: {e}"),
@@ -152,7 +160,7 @@ fn caller_reaches_the_right_same_ip_kubelet_through_front_and_tunnel() {
                 }
             }
         };
-        (answers, no_cert, rogue_cert)
+        (answers, no_cert, rogue_cert, closed)
     });
     for (node, (status, text)) in &answers {
         assert_eq!(*status, 200, "{node}: {text}");
@@ -162,6 +170,20 @@ fn caller_reaches_the_right_same_ip_kubelet_through_front_and_tunnel() {
         );
     }
     assert_eq!(no_cert.0, 401, "no certificate, no token: {}", no_cert.1);
+    assert_eq!(closed.0, 502, "{}", closed.1);
+    assert!(
+        closed.1.contains("failed") && closed.1.contains("refused"),
+        "the edge's reason: {}",
+        closed.1
+    );
+    // Counted as the failed dial it is, not as a TLS failure.
+    let dial_errors = |kind: &str| {
+        front_metrics
+            .dial_errors
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .get()
+    };
+    assert_eq!((dial_errors("failed"), dial_errors("tls")), (1, 0));
     assert!(
         !rogue_cert.contains("HTTP/1.1 200") && !rogue_cert.contains("node="),
         "a certificate from another CA must be refused: {rogue_cert}"

@@ -60,8 +60,9 @@ fn same_ip_nodes_hash_checked_transfer_and_routing_errors() {
         // Refusals.
         assert!(matches!(d.dial("edge-a-2", 22).await, Err(DialError::PortNotAllowed { port: 22, .. })));
         assert!(matches!(d.dial("nobody", STUB_PORT).await, Err(DialError::UnknownNode(n)) if n == "nobody"));
-        // Allowed port, nothing listening: the edge's dial fails and says so.
-        match d.dial("edge-a-2", 10255).await {
+        // Allowed port, nothing listening: the edge's dial fails and says so (on the first
+        // read of the early stream).
+        match dial_answered(&d, "edge-a-2", 10255).await {
             Err(DialError::Failed { reason, .. }) => assert!(reason.contains("refused"), "{reason}"),
             other => panic!("expected a failed dial, got {:?}", other.map(|_| ())),
         }
@@ -306,12 +307,28 @@ fn the_edge_never_relays_outside_its_domain() {
     let d = lab.cloud_proxy.dialer();
     let r = lab
         .cloud
-        .block_on(move || async move { d.dial("edge-b-2", STUB_PORT).await.map(|_| ()) });
+        .block_on(move || async move { dial_answered(&d, "edge-b-2", STUB_PORT).await });
     match r {
         Err(DialError::Failed { reason, .. }) => {
             assert!(reason.contains("not in this tunnel's domain"), "{reason}")
         }
         other => panic!("the edge must refuse a foreign node, got {other:?}"),
+    }
+}
+
+/// Dials and waits for the far end's answer: an early stream reports a refused dial on its
+/// first read, which is then the same `DialError` a dial answered up front returns.
+async fn dial_answered(
+    d: &raven_node::proxy::tunnel::TunnelDialer,
+    node: &str,
+    port: u16,
+) -> Result<(), DialError> {
+    let mut s = d.dial(node, port).await?;
+    s.write_all(b"who\n").await.ok();
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(DialError::from_io(e).unwrap_or_else(|e| panic!("not a dial error: {e}"))),
     }
 }
 

@@ -30,7 +30,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> ProxyIo for T {}
 pub type ProxyStream = Box<dyn ProxyIo>;
 
 /// Why a stream to `node:port` could not be opened; the front side maps each to an HTTP status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum DialError {
     /// No Gateway lists this node (front side: 404).
     #[error("unknown node {0:?}")]

@@ -218,11 +218,13 @@ async fn serve(
         .handshake::<_, Body>(TokioIo::new(stream))
         .await
         .map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                format!("target {node}:{}: {e}", plan.port),
-                route,
-            )
+            late_dial_refusal(&e, &shared.services.metrics, route).unwrap_or_else(|| {
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("target {node}:{}: {e}", plan.port),
+                    route,
+                )
+            })
         })?;
     tokio::spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
@@ -256,11 +258,13 @@ async fn serve(
     *out.headers_mut() = headers;
 
     let mut resp = sender.send_request(out).await.map_err(|e| {
-        Refusal::new(
-            StatusCode::BAD_GATEWAY,
-            format!("target {node}:{} failed: {e}", plan.port),
-            route,
-        )
+        late_dial_refusal(&e, &shared.services.metrics, route).unwrap_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                format!("target {node}:{} failed: {e}", plan.port),
+                route,
+            )
+        })
     })?;
     let headers = head::response_headers(resp.status(), resp.headers(), plan.upgrade.as_ref())
         .map_err(|r| {
@@ -466,6 +470,19 @@ fn dial_status(e: &DialError) -> (StatusCode, &'static str) {
     }
 }
 
+/// An early stream's refused dial (`DialError` inside an I/O or hyper error of the target
+/// leg) answered like a dial refused up front, with the same status and metric.
+fn late_dial_refusal(
+    e: &(dyn std::error::Error + 'static),
+    metrics: &super::FrontMetrics,
+    route: &'static str,
+) -> Option<Refusal> {
+    let d = DialError::in_chain(e)?;
+    let (status, kind) = dial_status(d);
+    metrics.dial_error(kind);
+    Some(Refusal::new(status, d.to_string(), route))
+}
+
 /// Opens the stream (and TLS when the port asks for it), bounded by the dial timeout.
 async fn dial(
     shared: &Shared,
@@ -498,12 +515,14 @@ async fn dial(
         let name = ServerName::try_from(node.to_owned())
             .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "bad node name", route))?;
         let tls = connector.connect(name, stream).await.map_err(|e| {
-            metrics.dial_error("tls");
-            Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                format!("TLS to {target}: {e}"),
-                route,
-            )
+            late_dial_refusal(&e, metrics, route).unwrap_or_else(|| {
+                metrics.dial_error("tls");
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("TLS to {target}: {e}"),
+                    route,
+                )
+            })
         })?;
         Ok(Box::new(tls) as ProxyStream)
     };

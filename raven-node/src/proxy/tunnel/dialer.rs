@@ -2,6 +2,12 @@
 //! the port against the node's Gateway, then dials directly (same domain as the server) or
 //! opens a `CONNECT` stream over a tunnel of the node's domain, trying the next tunnel when one
 //! turns out dead. Every leg has a timeout.
+//!
+//! With a single tunnel to the domain (the common case: one active proxy endpoint per edge
+//! Gateway) the stream is handed out as soon as the `CONNECT` is sent ([`H2Io::early`]): the
+//! caller's request goes out with it instead of one tunnel round trip later, and the edge's
+//! answer is awaited by the first read. There is no other tunnel to retry on, so nothing is
+//! lost by not waiting; with several, the answer is awaited here so a dead one is skipped.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,11 +143,14 @@ impl TunnelDialer {
         })
     }
 
+    /// The stream and its Gateway label; `true` when the stream is early (its dial time and
+    /// errors are recorded when the answer arrives).
     async fn dial_inner(
         &self,
         node: &str,
         port: u16,
-    ) -> Result<(String, ProxyStream), (String, DialError)> {
+        started: Instant,
+    ) -> Result<(String, ProxyStream, bool), (String, DialError)> {
         let target = format!("{node}:{port}");
         let (route, gw_label) = {
             let view = self.view.borrow();
@@ -165,7 +174,7 @@ impl TunnelDialer {
                 {
                     Ok(Ok(tcp)) => {
                         let _ = tcp.set_nodelay(true);
-                        Ok((gw_label.clone(), self.wrap(&gw_label, tcp)))
+                        Ok((gw_label.clone(), self.wrap(&gw_label, tcp), false))
                     }
                     Ok(Err(e)) => Err((
                         gw_label,
@@ -182,22 +191,25 @@ impl TunnelDialer {
                     .streams
                     .get_or_create(&l2("gateway", &gw_label, "route", "tunnel"))
                     .inc();
-                let io = self
-                    .over_tunnel(&domain, node, port, &target)
+                let (io, early) = self
+                    .over_tunnel(&domain, node, port, &target, &gw_label, started)
                     .await
                     .map_err(|e| (gw_label.clone(), e))?;
-                Ok((gw_label.clone(), self.wrap(&gw_label, io)))
+                Ok((gw_label.clone(), self.wrap(&gw_label, io), early))
             }
         }
     }
 
+    /// A stream over a tunnel of `domain`; `true` when it is early (see the module docs).
     async fn over_tunnel(
         &self,
         domain: &Domain,
         node: &str,
         port: u16,
         target: &str,
-    ) -> Result<H2Io, DialError> {
+        gw_label: &str,
+        started: Instant,
+    ) -> Result<(H2Io, bool), DialError> {
         let candidates = self.tunnels.of(domain);
         if candidates.is_empty() {
             return Err(match domain {
@@ -210,9 +222,14 @@ impl TunnelDialer {
         }
         // The edge dials with its own timeout and answers 504; the margin covers the RTT.
         let budget = self.timing.dial_timeout + self.timing.keepalive_timeout;
+        let early = candidates.len() == 1;
+        let deadline = tokio::time::Instant::now() + budget;
+        let timed_out = || DialError::Timeout {
+            target: target.to_owned(),
+        };
         let mut last = None;
         for t in candidates {
-            let attempt = async {
+            let open = async {
                 let mut sender = t
                     .sender
                     .clone()
@@ -224,57 +241,146 @@ impl TunnelDialer {
                     .uri(format!("{node}:{port}"))
                     .body(())
                     .map_err(|e| format!("request: {e}"))?;
-                let (resp, send) = sender
+                sender
                     .send_request(req, false)
-                    .map_err(|e| format!("tunnel: {e}"))?;
-                let resp = resp.await.map_err(|e| format!("tunnel: {e}"))?;
-                Ok::<_, String>((resp, send))
+                    .map_err(|e| format!("tunnel: {e}"))
             };
-            let (resp, send) = match tokio::time::timeout(budget, attempt).await {
+            let dead = |why: String| {
+                // A dead tunnel: try the next one of the domain.
+                tracing::warn!(node = %t.node, "stream over tunnel failed: {why}");
+                DialError::Failed {
+                    target: target.to_owned(),
+                    reason: why,
+                }
+            };
+            let (resp, send) = match tokio::time::timeout_at(deadline, open).await {
                 Ok(Ok(x)) => x,
                 Ok(Err(why)) => {
-                    // A dead tunnel: try the next one of the domain.
-                    tracing::warn!(node = %t.node, "stream over tunnel failed: {why}");
-                    last = Some(DialError::Failed {
-                        target: target.to_owned(),
-                        reason: why,
-                    });
+                    last = Some(dead(why));
                     continue;
                 }
                 Err(_) => {
-                    last = Some(DialError::Timeout {
-                        target: target.to_owned(),
-                    });
+                    last = Some(timed_out());
                     continue;
                 }
             };
-            let why = resp
-                .headers()
-                .get(ERROR_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            return match resp.status() {
-                StatusCode::OK => Ok(H2Io::new(send, resp.into_body())),
-                StatusCode::GATEWAY_TIMEOUT => Err(DialError::Timeout {
-                    target: target.to_owned(),
-                }),
-                StatusCode::FORBIDDEN if why.contains("is not allowed") => {
-                    Err(DialError::PortNotAllowed {
-                        node: node.to_owned(),
-                        port,
-                    })
+            if early {
+                let answer = self.early_answer(
+                    resp,
+                    deadline,
+                    Answering::new(node, port, &t.node),
+                    gw_label,
+                    started,
+                );
+                return Ok((H2Io::early(send, answer), true));
+            }
+            let resp = match tokio::time::timeout_at(deadline, resp).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    last = Some(dead(format!("tunnel: {e}")));
+                    continue;
                 }
-                s => Err(DialError::Failed {
-                    target: target.to_owned(),
-                    reason: format!("edge {} answered {s}: {why}", t.node),
-                }),
+                Err(_) => {
+                    last = Some(timed_out());
+                    continue;
+                }
             };
+            return Ok((
+                H2Io::new(send, answered(resp, &Answering::new(node, port, &t.node))?),
+                false,
+            ));
         }
         Err(last.unwrap_or_else(|| DialError::NoTunnel {
             node: node.to_owned(),
             gateway: domain.label().to_owned(),
         }))
+    }
+
+    /// The future an early stream's first read awaits: the edge's answer by `deadline`, with
+    /// the dial time or the dial error recorded under `gw_label` when it arrives.
+    fn early_answer(
+        &self,
+        resp: h2::client::ResponseFuture,
+        deadline: tokio::time::Instant,
+        who: Answering,
+        gw_label: &str,
+        started: Instant,
+    ) -> super::h2io::Answer {
+        let metrics = self.metrics.clone();
+        let gw = gw_label.to_owned();
+        Box::pin(async move {
+            let result = match tokio::time::timeout_at(deadline, resp).await {
+                Ok(Ok(r)) => answered(r, &who),
+                Ok(Err(e)) => Err(DialError::Failed {
+                    target: who.target(),
+                    reason: format!("tunnel: {e}"),
+                }),
+                Err(_) => Err(DialError::Timeout {
+                    target: who.target(),
+                }),
+            };
+            match &result {
+                Ok(_) => metrics
+                    .dial_duration
+                    .get_or_create(&l1("gateway", &gw))
+                    .observe(started.elapsed().as_secs_f64()),
+                Err(e) => {
+                    metrics
+                        .dial_errors
+                        .get_or_create(&l2("gateway", &gw, "reason", reason(e)))
+                        .inc();
+                }
+            }
+            result
+        })
+    }
+}
+
+/// Who a `CONNECT` went to, for its answer's errors.
+struct Answering {
+    node: String,
+    port: u16,
+    edge: String,
+}
+
+impl Answering {
+    fn new(node: &str, port: u16, edge: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            port,
+            edge: edge.to_owned(),
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("{}:{}", self.node, self.port)
+    }
+}
+
+/// The edge's answer to a `CONNECT`: the stream's body on 200, else the dial error it reports.
+fn answered(
+    resp: http::Response<h2::RecvStream>,
+    who: &Answering,
+) -> Result<h2::RecvStream, DialError> {
+    let why = resp
+        .headers()
+        .get(ERROR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    match resp.status() {
+        StatusCode::OK => Ok(resp.into_body()),
+        StatusCode::GATEWAY_TIMEOUT => Err(DialError::Timeout {
+            target: who.target(),
+        }),
+        StatusCode::FORBIDDEN if why.contains("is not allowed") => Err(DialError::PortNotAllowed {
+            node: who.node.clone(),
+            port: who.port,
+        }),
+        s => Err(DialError::Failed {
+            target: who.target(),
+            reason: format!("edge {} answered {s}: {why}", who.edge),
+        }),
     }
 }
 
@@ -282,12 +388,14 @@ impl Dialer for TunnelDialer {
     fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a> {
         Box::pin(async move {
             let started = Instant::now();
-            match self.dial_inner(node, port).await {
-                Ok((gw, stream)) => {
-                    self.metrics
-                        .dial_duration
-                        .get_or_create(&l1("gateway", &gw))
-                        .observe(started.elapsed().as_secs_f64());
+            match self.dial_inner(node, port, started).await {
+                Ok((gw, stream, early)) => {
+                    if !early {
+                        self.metrics
+                            .dial_duration
+                            .get_or_create(&l1("gateway", &gw))
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     Ok(stream)
                 }
                 Err((gw, e)) => {

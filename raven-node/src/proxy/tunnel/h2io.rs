@@ -2,7 +2,14 @@
 //! with flow control done right: received bytes are credited back to the peer only when the
 //! reader consumed them, and writes wait for send capacity. A reader that stops reading
 //! therefore stalls only its own stream (its window closes), never the connection.
+//!
+//! A stream may be handed out before the far end has answered its `CONNECT` ([`H2Io::early`]):
+//! the caller's first bytes then travel with the request instead of one round trip later (the
+//! edge buffers them in the stream's window while it dials), and the first read waits for the
+//! answer. A refused dial surfaces as an I/O error carrying the [`DialError`], so callers can
+//! still tell "unknown port" from "timed out" (`DialError::in_chain`).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -11,13 +18,28 @@ use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::proxy::DialError;
+
+/// The far end's answer to an early stream's `CONNECT`: its body, or why the dial failed.
+pub type Answer = Pin<Box<dyn Future<Output = Result<RecvStream, DialError>> + Send>>;
+
+/// The receiving half.
+enum Recv {
+    /// Answered: the body.
+    Open(RecvStream),
+    /// Not answered yet (an early stream); writes already flow.
+    Awaiting(Answer),
+    /// The answer was a refusal: every later read or write reports it.
+    Refused(DialError),
+}
+
 /// Largest chunk handed to h2 per write (h2 splits it into frames).
 const MAX_WRITE: usize = 256 * 1024;
 
 /// An h2 stream as a byte stream.
 pub struct H2Io {
     send: SendStream<Bytes>,
-    recv: RecvStream,
+    recv: Recv,
     pending: Bytes,
 }
 
@@ -35,9 +57,72 @@ impl H2Io {
     pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
         Self {
             send,
-            recv,
+            recv: Recv::Open(recv),
             pending: Bytes::new(),
         }
+    }
+
+    /// A stream whose `CONNECT` is still unanswered: writes go out at once, reads wait for
+    /// `answer`.
+    pub fn early(send: SendStream<Bytes>, answer: Answer) -> Self {
+        Self {
+            send,
+            recv: Recv::Awaiting(answer),
+            pending: Bytes::new(),
+        }
+    }
+
+    /// Drives an awaited answer: `Ready(Ok)` once the body is there, `Ready(Err)` carrying
+    /// the refusal (every time it is asked).
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.recv {
+            Recv::Open(_) => Poll::Ready(Ok(())),
+            Recv::Refused(e) => Poll::Ready(Err(io::Error::other(e.clone()))),
+            Recv::Awaiting(answer) => match ready!(answer.as_mut().poll(cx)) {
+                Ok(body) => {
+                    self.recv = Recv::Open(body);
+                    Poll::Ready(Ok(()))
+                }
+                Err(e) => {
+                    let err = io::Error::other(e.clone());
+                    self.recv = Recv::Refused(e);
+                    Poll::Ready(Err(err))
+                }
+            },
+        }
+    }
+}
+
+impl DialError {
+    /// The dial error an early stream's read or write failed with, owned; `Err(e)` when `e`
+    /// is another I/O error.
+    pub fn from_io(e: io::Error) -> Result<DialError, io::Error> {
+        if e.get_ref().is_some_and(|inner| inner.is::<DialError>()) {
+            let inner = e.into_inner().expect("checked: a custom error");
+            return Ok(*inner.downcast::<DialError>().expect("checked: a DialError"));
+        }
+        Err(e)
+    }
+
+    /// The dial error an early stream's read or write failed with, anywhere in `e`'s source
+    /// chain (through `hyper`, TLS and I/O wrappers).
+    pub fn in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a DialError> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(d) = err.downcast_ref::<DialError>() {
+                return Some(d);
+            }
+            // io::Error::source skips the error it wraps: look inside explicitly.
+            if let Some(d) = err
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<DialError>())
+            {
+                return Some(d);
+            }
+            cur = err.source();
+        }
+        None
     }
 }
 
@@ -59,21 +144,40 @@ impl AsyncRead for H2Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        ready!(self.poll_answer(cx))?;
+        let me = &mut *self;
+        let Recv::Open(recv) = &mut me.recv else {
+            unreachable!("poll_answer returned Ok: the body is there");
+        };
         loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                buf.put_slice(&self.pending[..n]);
-                self.pending.advance(n);
+            if !me.pending.is_empty() {
+                let n = me.pending.len().min(buf.remaining());
+                buf.put_slice(&me.pending[..n]);
+                me.pending.advance(n);
                 // Credit the peer only now: the bytes left h2's buffer.
-                let _ = self.recv.flow_control().release_capacity(n);
+                let _ = recv.flow_control().release_capacity(n);
                 return Poll::Ready(Ok(()));
             }
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => self.pending = data,
+            match ready!(recv.poll_data(cx)) {
+                Some(Ok(data)) => me.pending = data,
                 Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
                 None => return Poll::Ready(Ok(())), // EOF
             }
         }
+    }
+}
+
+impl H2Io {
+    /// A failed write on an early stream usually means the far end refused the `CONNECT`
+    /// (its answer arrives before its reset on the same connection): report the refusal
+    /// rather than a bare broken pipe.
+    fn write_error(&mut self, cx: &mut Context<'_>, e: io::Error) -> io::Error {
+        if matches!(self.recv, Recv::Awaiting(_) | Recv::Refused(_))
+            && let Poll::Ready(Err(refusal)) = self.poll_answer(cx)
+        {
+            return refusal;
+        }
+        e
     }
 }
 
@@ -93,19 +197,21 @@ impl AsyncWrite for H2Io {
             let cap = self.send.capacity();
             if cap > 0 {
                 let n = cap.min(want);
-                self.send
+                return match self
+                    .send
                     .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                    .map_err(h2_err)?;
-                return Poll::Ready(Ok(n));
+                {
+                    Ok(()) => Poll::Ready(Ok(n)),
+                    Err(e) => Poll::Ready(Err(self.write_error(cx, h2_err(e)))),
+                };
             }
             match ready!(self.send.poll_capacity(cx)) {
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
+                Some(Err(e)) => return Poll::Ready(Err(self.write_error(cx, h2_err(e)))),
                 None => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "stream closed by the peer",
-                    )));
+                    let closed =
+                        io::Error::new(io::ErrorKind::BrokenPipe, "stream closed by the peer");
+                    return Poll::Ready(Err(self.write_error(cx, closed)));
                 }
             }
         }
@@ -124,5 +230,51 @@ impl AsyncWrite for H2Io {
             // Already closed: shutdown is idempotent.
             Err(_) => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> DialError {
+        DialError::PortNotAllowed {
+            node: "edge-a-1".into(),
+            port: 22,
+        }
+    }
+
+    /// An error whose source is `inner` (what hyper and TLS wrappers look like).
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_found_through_io_and_wrapper_errors_and_nothing_else_is() {
+        let direct = refused();
+        assert!(matches!(
+            DialError::in_chain(&direct),
+            Some(DialError::PortNotAllowed { port: 22, .. })
+        ));
+        let io = io::Error::other(refused());
+        assert!(DialError::in_chain(&io).is_some());
+        let wrapped = Wrapper(io::Error::other(refused()));
+        assert!(DialError::in_chain(&wrapped).is_some());
+        let plain = Wrapper(io::Error::new(io::ErrorKind::BrokenPipe, "pipe"));
+        assert!(DialError::in_chain(&plain).is_none());
+
+        let owned = DialError::from_io(io::Error::other(refused())).expect("a dial error");
+        assert_eq!(owned.to_string(), refused().to_string());
+        let other = DialError::from_io(io::Error::other("not one")).expect_err("not a dial error");
+        assert_eq!(other.to_string(), "not one");
     }
 }
