@@ -136,7 +136,37 @@ impl Setup {
         let applied = api
             .apply_dir(&repo().join("deploy/rbac/node"))
             .expect("apply the node RBAC");
-        assert_eq!(applied.len(), 5, "{applied:?}");
+        assert_eq!(applied.len(), 7, "{applied:?}");
+        // The front side's kubelet identity (user raven-proxy-front, its client certificate
+        // from the Secret the operator creates) reaches the kubelet API and nothing else.
+        for (resource, subresource, verb, allowed) in [
+            ("nodes", "proxy", "create", true),
+            ("nodes", "metrics", "get", true),
+            ("nodes", "", "get", false),
+            ("secrets", "", "get", false),
+        ] {
+            let review = serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {"user": "raven-proxy-front", "resourceAttributes": {
+                    "verb": verb, "resource": resource, "subresource": subresource}},
+            });
+            let r = api
+                .request(
+                    raven_tests::kube::ADMIN_TOKEN,
+                    "POST",
+                    "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                    Some(&review.to_string()),
+                )
+                .expect("SubjectAccessReview");
+            let answer: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+            assert_eq!(
+                answer["status"]["allowed"].as_bool().unwrap_or(false),
+                allowed,
+                "raven-proxy-front {verb} {resource}/{subresource}: {}",
+                r.body
+            );
+        }
         // The node identity is not an admin, and lists no Leases.
         for path in ["/api/v1/secrets", LEASES] {
             let r = api
