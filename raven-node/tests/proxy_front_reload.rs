@@ -130,17 +130,16 @@ struct Env {
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files = Files {
-        cert: dir.path().join("serving.pem"),
-        key: dir.path().join("serving.pem.key"),
-        ca: dir.path().join("callers.pem"),
-    };
-    let ip = loopback();
-    let kubelet = StubKubelet::start(NODE, ip, PORT, None).await;
+/// A front serving from `files` (reloaded every 100 ms) that reaches `NODE` at `ip:port`
+/// directly; the kubelet leg from `target` files when given, else plain targets only.
+async fn start_front(
+    files: &Files,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+    target: Option<TargetTlsFiles>,
+) -> (FrontHandle, Metrics) {
     let dialer = DirectDialer {
-        nodes: HashMap::from([(NODE.to_owned(), (IpAddr::V4(ip), BTreeSet::from([PORT])))]),
+        nodes: HashMap::from([(NODE.to_owned(), (IpAddr::V4(ip), BTreeSet::from([port])))]),
     };
     let mut metrics = Metrics::new();
     let front_metrics = FrontMetrics::register(metrics.registry_mut());
@@ -152,12 +151,13 @@ async fn start() -> Env {
             client_ca: Some(files.ca.clone()),
             interval: Duration::from_millis(100),
         }),
-        // Plain targets only: no kubelet roots needed.
+        // Without kubelet files: plain targets only, no kubelet roots needed.
         target_tls: TargetTls {
             ports: BTreeSet::new(),
             roots: Vec::new(),
             client_cert: None,
         },
+        target_tls_files: target,
         ..FrontConfig::default()
     };
     let services = FrontServices {
@@ -169,6 +169,19 @@ async fn start() -> Env {
     let front = front::start(config, services)
         .await
         .expect("missing files are waited for, not an error");
+    (front, metrics)
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = Files {
+        cert: dir.path().join("serving.pem"),
+        key: dir.path().join("serving.pem.key"),
+        ca: dir.path().join("callers.pem"),
+    };
+    let ip = loopback();
+    let kubelet = StubKubelet::start(NODE, ip, PORT, None).await;
+    let (front, metrics) = start_front(&files, ip, PORT, None).await;
     Env {
         front,
         files,
@@ -351,36 +364,18 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
         Some((kubelet_ca.issue(NODE, &[], &[NODE], false, true), &ours_1)),
     )
     .await;
-    let dialer = DirectDialer {
-        nodes: HashMap::from([(NODE.to_owned(), (IpAddr::V4(ip), BTreeSet::from([KUBELET])))]),
-    };
-    let mut metrics = Metrics::new();
-    let front_metrics = FrontMetrics::register(metrics.registry_mut());
-    let config = FrontConfig {
-        https_addr: Some("127.0.0.1:0".parse().expect("addr")),
-        server_tls_files: Some(ServerTlsFiles {
-            cert: files.cert.clone(),
-            key: files.key.clone(),
-            client_ca: Some(files.ca.clone()),
-            interval: Duration::from_millis(100),
-        }),
-        target_tls_files: Some(TargetTlsFiles {
+    let (front, metrics) = start_front(
+        &files,
+        ip,
+        KUBELET,
+        Some(TargetTlsFiles {
             roots: target.roots.clone(),
             client_cert: Some((target.cert.clone(), target.key.clone())),
             ports: BTreeSet::from([KUBELET]),
             interval: Duration::from_millis(100),
         }),
-        ..FrontConfig::default()
-    };
-    let services = FrontServices {
-        dialer: Arc::new(dialer),
-        authenticator: None,
-        pod_locator: None,
-        metrics: front_metrics,
-    };
-    let front = front::start(config, services)
-        .await
-        .expect("missing kubelet files are waited for, not an error");
+    )
+    .await;
     let addr = front.https_addr.expect("https");
     let status = |path: &'static str| {
         let (serving, callers) = (&serving, &callers);

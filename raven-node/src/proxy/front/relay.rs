@@ -67,11 +67,17 @@ impl Shared {
         services: FrontServices,
         target: Option<Arc<ReloadingTargetTls>>,
     ) -> Result<Self, FrontError> {
-        let connector = match target {
-            Some(r) => Connector::Reloading(r),
-            None => Connector::Static(TlsConnector::from(Arc::new(tls::client_config(
-                &config.target_tls,
-            )?))),
+        let (connector, tls_ports) = match target {
+            Some(r) => {
+                let ports = r.files().ports.clone();
+                (Connector::Reloading(r), ports)
+            }
+            None => (
+                Connector::Static(TlsConnector::from(Arc::new(tls::client_config(
+                    &config.target_tls,
+                )?))),
+                config.target_tls.ports.clone(),
+            ),
         };
         Ok(Self {
             ctx: Context {
@@ -80,7 +86,7 @@ impl Shared {
                 kubelet_port: config.kubelet_port,
             },
             services,
-            tls_ports: config.target_tls.ports.clone(),
+            tls_ports,
             connector,
             dial_timeout: config.dial_timeout,
         })

@@ -9,13 +9,11 @@ use std::sync::Arc;
 
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
-use std::path::Path;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
 
 use super::FrontError;
 
@@ -73,26 +71,6 @@ pub fn static_cert(
     let ck = CertifiedKey::from_der(chain, key, &provider())
         .map_err(|e| FrontError::Tls(format!("certificate and key: {e}")))?;
     Ok(Arc::new(SingleCertAndKey::from(ck)))
-}
-
-/// Every certificate of a PEM file (a chain or a CA bundle), for standalone mode's files.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, FrontError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| FrontError::Tls(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(FrontError::Tls(format!(
-            "{}: no certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, FrontError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| FrontError::Tls(format!("{}: {e}", path.display())))
 }
 
 fn roots(certs: &[CertificateDer<'static>], what: &str) -> Result<Arc<RootCertStore>, FrontError> {
