@@ -12,6 +12,7 @@ pub mod offload;
 mod strangers;
 pub mod table;
 pub mod tun;
+mod udp_batch;
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
