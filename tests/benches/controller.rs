@@ -12,11 +12,12 @@
 //! Run (release controller, as root, with the cached test API server):
 //! `cargo build --release -p raven-controller && cargo bench -p raven-tests --bench controller`
 //! Knobs: `RAVEN_BENCH_NODES`, `RAVEN_BENCH_POOLS`, `RAVEN_BENCH_STEADY_SECS`,
-//! `RAVEN_BENCH_CONCURRENCY` (the controller's `--concurrency`, else its default), `RAVEN_CONTROLLER_BIN`
-//! (default: the release build in the target directory). Pools come from node labels (no
-//! NodePool CRD). `RAVEN_BENCH_COLD_ONLY=1` stops after the cold start (for sweeps);
-//! `RAVEN_BENCH_PPROF=FILE` (`_PPROF_SECS`, default 10) saves a CPU profile of
-//! kube-apiserver taken from the controller's start. Objects are loaded with one `curl --parallel` over keep-alive connections.
+//! `RAVEN_BENCH_CONCURRENCY` (the controller's `--concurrency`, else its default),
+//! `RAVEN_CONTROLLER_BIN` (default: the release build in the target directory). Pools come
+//! from node labels (no NodePool CRD). `RAVEN_BENCH_COLD_ONLY=1` stops after the cold start
+//! (for sweeps); `RAVEN_BENCH_PPROF=FILE` (`_PPROF_SECS`, default 10) saves a CPU profile of
+//! kube-apiserver taken from the controller's start (`go tool pprof -top FILE`). Objects are
+//! loaded with one `curl --parallel` over keep-alive connections.
 //! Any failure panics, so the process exits non-zero.
 
 use std::fmt::Write as _;
