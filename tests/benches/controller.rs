@@ -159,17 +159,26 @@ impl ElectedWatch {
         ));
         let api: Api<DynamicObject> = Api::all_with(client, &ar);
         let mut rv = "0".to_owned();
+        let mut failed_starts = 0;
         loop {
             if st.lock().expect("lock").stop {
                 return;
             }
             let stream = match api.watch(&WatchParams::default(), &rv).await {
                 Ok(s) => s,
+                // A loaded API server may refuse one; five in a row is a broken bench.
+                Err(e) if failed_starts < 5 => {
+                    failed_starts += 1;
+                    eprintln!("gateway watch did not start ({e}); retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
                 Err(e) => {
                     st.lock().expect("lock").error = Some(format!("start watch: {e}"));
                     return;
                 }
             };
+            failed_starts = 0;
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
                 let at = std::time::Instant::now();
