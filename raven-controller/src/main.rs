@@ -101,8 +101,13 @@ struct RunArgs {
     /// Milliseconds to collect watch events before a pass.
     #[arg(long, env = "RAVEN_DEBOUNCE_MS", default_value_t = 100)]
     debounce_ms: u64,
-    /// Concurrent API writes per group (the API server admits 200 mutating requests in flight
-    /// by default; 64 measured best on the 10k-node benchmark).
+    /// Concurrent API writes per group (each on its own HTTP/1.1 keep-alive connection).
+    ///
+    /// On the 10k-node benchmark the API server is CPU-bound at any value from 8 to 128:
+    /// Gateways are written at the same rate (within the run-to-run spread); lower values make
+    /// it drop fewer slow watchers (0–3 against 37–65 per cold start) but write the 10 000 node
+    /// labels slower (41–48 s at 16 against 20–38 s at 64), so 64 stays (BENCHMARKS.md,
+    /// issue 5, session 5).
     #[arg(long, env = "RAVEN_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// Name of the leader-election Lease (in kube-system).

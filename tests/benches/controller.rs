@@ -12,9 +12,12 @@
 //! Run (release controller, as root, with the cached test API server):
 //! `cargo build --release -p raven-controller && cargo bench -p raven-tests --bench controller`
 //! Knobs: `RAVEN_BENCH_NODES`, `RAVEN_BENCH_POOLS`, `RAVEN_BENCH_STEADY_SECS`,
-//! `RAVEN_BENCH_CONCURRENCY` (the controller's `--concurrency`), `RAVEN_CONTROLLER_BIN`
-//! (default: the release build in the target directory). Pools come from node labels (no
-//! NodePool CRD). Objects are loaded with one `curl --parallel` over keep-alive connections.
+//! `RAVEN_BENCH_CONCURRENCY` (the controller's `--concurrency`, else its default),
+//! `RAVEN_CONTROLLER_BIN` (default: the release build in the target directory). Pools come
+//! from node labels (no NodePool CRD). `RAVEN_BENCH_COLD_ONLY=1` stops after the cold start
+//! (for sweeps); `RAVEN_BENCH_PPROF=FILE` (`_PPROF_SECS`, default 10) saves a CPU profile of
+//! kube-apiserver taken from the controller's start (`go tool pprof -top FILE`). Objects are
+//! loaded with one `curl --parallel` over keep-alive connections.
 //! Any failure panics, so the process exits non-zero.
 
 use std::fmt::Write as _;
@@ -82,11 +85,25 @@ fn node_body(i: usize, pools: usize) -> String {
     .to_string()
 }
 
-/// Watches Gateways (one `curl -N` watch from the API server's watch cache) and notes the
-/// instant every one of `want` Gateways has both endpoint types active in status. A watch
-/// sees each status write as it is stored, so the measurement has no polling delay and adds
-/// no load to the API server (polling lists of 1 000 Gateways every 0.5 s costs it about
-/// 0.1 core, on the 2 cores everything here shares).
+/// Watches Gateways (one watch from the API server's watch cache) and notes the instant
+/// every one of `want` Gateways has both endpoint types active in status. A watch sees each
+/// status write as it is stored, so the measurement has no polling delay and adds no load to
+/// the API server (polling lists of 1 000 Gateways every 0.5 s costs it about 0.1 core, on
+/// the 2 cores everything here shares).
+///
+/// Keeping up with a burst of 300 events/s: kube-apiserver 1.20 gives a custom-resource
+/// watcher 10 + 10 buffered events and closes it ("Forcing watcher close due to
+/// unresponsiveness") when they stay full for its small time budget (≤ 100 ms, refilled
+/// 50 ms a second), which happens whenever its goroutines get too little CPU on a loaded
+/// machine, however fast the client reads. What the bench controls is the cost of each close:
+/// - a closed watch resumes from the last resourceVersion seen (bookmarks on), as client-go
+///   informers and kube-rs do: the watch cache replays only what was missed. Resuming from
+///   resourceVersion 0 (the previous bench) re-sent all 1 000 Gateways each time. Only a
+///   `410 Gone` (the cache no longer holds that version) starts over with a fresh list;
+/// - it resumes on a kept-alive connection of its own client (kube-rs, HTTP/1.1 like the
+///   controller), in its own thread: no new process and no TLS handshake per resume (the
+///   previous bench started a new `curl` each time, ≈ 80 ms under load, and 20–30 resumes
+///   put up to 3 s between the last status write and the bench seeing it).
 struct ElectedWatch {
     state: std::sync::Arc<std::sync::Mutex<WatchState>>,
 }
@@ -96,76 +113,113 @@ struct WatchState {
     elected: std::collections::HashMap<String, bool>,
     all_at: Option<std::time::Instant>,
     error: Option<String>,
-    /// The running curl (killed by pid on drop).
-    pid: Option<u32>,
     stop: bool,
-    /// Watches the API server ended (it closes a watcher that falls behind a burst of
-    /// events, e.g. on a loaded machine); each is resumed with a fresh list.
+    /// Watches that ended (the API server closes a watcher that falls behind a burst of
+    /// events, e.g. on a loaded machine); each is resumed from the last resourceVersion.
     restarts: usize,
+    /// Of those, the ones that had to list again (`410 Gone`).
+    relists: usize,
 }
 
 impl ElectedWatch {
     fn start(api: &KubeApiServer, want: usize) -> ElectedWatch {
-        use std::io::BufRead;
-        let url = format!("{}{GW}?watch=1&resourceVersion=0", api.url);
+        let kc = api
+            .kubeconfig("bench-admin", ADMIN_TOKEN)
+            .expect("kubeconfig");
         let state = std::sync::Arc::new(std::sync::Mutex::new(WatchState::default()));
         let st = state.clone();
         std::thread::spawn(move || {
-            loop {
-                let mut child = Command::new("curl")
-                    .args(["-sS", "-N", "-k", "-H"])
-                    .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"))
-                    .arg(&url)
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("start curl watch");
-                let out = child.stdout.take().expect("curl stdout");
-                {
-                    let mut s = st.lock().expect("lock");
-                    if s.stop {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return;
-                    }
-                    s.pid = Some(child.id());
-                    // A new watch from resourceVersion 0 lists every Gateway again.
-                    s.elected.clear();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(Self::run(kc, want, st));
+        });
+        ElectedWatch { state }
+    }
+
+    async fn run(
+        kubeconfig: std::path::PathBuf,
+        want: usize,
+        st: std::sync::Arc<std::sync::Mutex<WatchState>>,
+    ) {
+        use futures::StreamExt;
+        use kube::api::{
+            Api, ApiResource, DynamicObject, GroupVersionKind, WatchEvent, WatchParams,
+        };
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("read kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("client config");
+        let client = kube::Client::try_from(cfg).expect("client");
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "raven.openyurt.io",
+            "v1beta1",
+            "Gateway",
+        ));
+        let api: Api<DynamicObject> = Api::all_with(client, &ar);
+        let mut rv = "0".to_owned();
+        let mut failed_starts = 0;
+        loop {
+            if st.lock().expect("lock").stop {
+                return;
+            }
+            let stream = match api.watch(&WatchParams::default(), &rv).await {
+                Ok(s) => s,
+                // A loaded API server may refuse one; five in a row is a broken bench.
+                Err(e) if failed_starts < 5 => {
+                    failed_starts += 1;
+                    eprintln!("gateway watch did not start ({e}); retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
                 }
-                for line in std::io::BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    let ev: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                    let obj = &ev["object"];
-                    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    let mut s = st.lock().expect("lock");
-                    match ev["type"].as_str() {
-                        Some("ADDED" | "MODIFIED") => {
-                            let done = obj["status"]["activeEndpoints"]
-                                .as_array()
-                                .is_some_and(|a| a.len() == 2);
-                            s.elected.insert(name, done);
-                        }
-                        Some("DELETED") => {
-                            s.elected.remove(&name);
-                        }
-                        _ => s.error = Some(line.chars().take(300).collect()),
-                    }
-                    if s.all_at.is_none()
-                        && s.elected.len() == want
-                        && s.elected.values().all(|d| *d)
-                    {
-                        s.all_at = Some(std::time::Instant::now());
-                    }
+                Err(e) => {
+                    st.lock().expect("lock").error = Some(format!("start watch: {e}"));
+                    return;
                 }
-                let _ = child.wait();
+            };
+            failed_starts = 0;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                let at = std::time::Instant::now();
                 let mut s = st.lock().expect("lock");
-                s.pid = None;
                 if s.stop {
                     return;
                 }
-                s.restarts += 1;
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    // A broken stream is resumed like a closed one.
+                    Err(_) => break,
+                };
+                match ev {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                        rv = o.metadata.resource_version.clone().unwrap_or(rv);
+                        let done = o.data["status"]["activeEndpoints"]
+                            .as_array()
+                            .is_some_and(|a| a.len() == 2);
+                        s.elected.insert(o.metadata.name.unwrap_or_default(), done);
+                    }
+                    WatchEvent::Deleted(o) => {
+                        rv = o.metadata.resource_version.clone().unwrap_or(rv);
+                        s.elected
+                            .remove(o.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    WatchEvent::Bookmark(b) => rv = b.metadata.resource_version,
+                    WatchEvent::Error(e) if e.code == 410 => {
+                        // Too old to resume: list again from scratch.
+                        rv = "0".to_owned();
+                        s.elected.clear();
+                        s.relists += 1;
+                        break;
+                    }
+                    WatchEvent::Error(e) => s.error = Some(format!("watch error: {e:?}")),
+                }
+                if s.all_at.is_none() && s.elected.len() == want && s.elected.values().all(|d| *d) {
+                    s.all_at = Some(at);
+                }
             }
-        });
-        ElectedWatch { state }
+            st.lock().expect("lock").restarts += 1;
+        }
     }
 
     /// (Gateways seen, Gateways elected, the instant all were elected, a watch error).
@@ -175,22 +229,41 @@ impl ElectedWatch {
         (s.elected.len(), done, s.all_at, s.error.clone())
     }
 
-    fn restarts(&self) -> usize {
-        self.state.lock().expect("lock").restarts
+    /// (watches resumed, of which re-listed).
+    fn restarts(&self) -> (usize, usize) {
+        let s = self.state.lock().expect("lock");
+        (s.restarts, s.relists)
     }
 }
 
 impl Drop for ElectedWatch {
     fn drop(&mut self) {
-        let pid = {
-            let mut s = self.state.lock().expect("lock");
-            s.stop = true;
-            s.pid.take()
-        };
-        if let Some(pid) = pid {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+        // The watch thread stops at its next event (or with the process).
+        self.state.lock().expect("lock").stop = true;
+    }
+}
+
+/// Watchers the API server closed for being slow so far, by object type (from its `--v=1`
+/// log): the bench's Gateway watch and the controller's own watches alike.
+fn watcher_closes(api: &KubeApiServer) -> String {
+    let log = std::fs::read_to_string(api.dir().join("apiserver.log")).unwrap_or_default();
+    let mut by_type: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in log.lines() {
+        if let Some(t) = l
+            .split("Forcing watcher close due to unresponsiveness: ")
+            .nth(1)
+        {
+            *by_type.entry(t.trim()).or_default() += 1;
         }
     }
+    if by_type.is_empty() {
+        return "none".into();
+    }
+    by_type
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Nodes without the gateway label (one list, checked once the controller says it is done:
@@ -276,7 +349,8 @@ fn main() {
     let nodes = env_num("RAVEN_BENCH_NODES", 10_000);
     let pools = env_num("RAVEN_BENCH_POOLS", 1_000).clamp(1, nodes);
     let steady = Duration::from_secs(env_num("RAVEN_BENCH_STEADY_SECS", 60) as u64);
-    let concurrency = env_num("RAVEN_BENCH_CONCURRENCY", 64).to_string();
+    // The controller's own default unless set (so an A/B of binaries compares defaults).
+    let concurrency = std::env::var("RAVEN_BENCH_CONCURRENCY").ok();
     let user = TestUser {
         name: "system:serviceaccount:kube-system:raven-controller".into(),
         token: "raven-controller-token".into(),
@@ -313,22 +387,28 @@ fn main() {
     );
     let (api_cpu0, etcd_cpu0) = api.cpu_secs();
     let watch = ElectedWatch::start(&api, pools);
+    // Optional CPU profile of kube-apiserver over the cold start (Go pprof format; read with
+    // `go tool pprof -top FILE`): where the API server spends its time.
+    let pprof = std::env::var_os("RAVEN_BENCH_PPROF").map(|out| {
+        let secs = env_num("RAVEN_BENCH_PPROF_SECS", 10);
+        Command::new("curl")
+            .args(["-sS", "-k", "-o"])
+            .arg(&out)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"))
+            .arg(format!("{}/debug/pprof/profile?seconds={secs}", api.url))
+            .spawn()
+            .expect("start pprof curl")
+    });
     let started_at = now_micro();
     let launched = std::time::Instant::now();
-    let mut c = ControllerProcess::start_bin(
-        &bin,
-        &kc,
-        api.dir().join("bench.log"),
-        &[
-            "--identity",
-            "bench",
-            "--resync-seconds",
-            "20",
-            "--concurrency",
-            &concurrency,
-        ],
-    )
-    .expect("start controller");
+    let mut args = vec!["--identity", "bench", "--resync-seconds", "20"];
+    if let Some(c) = &concurrency {
+        args.extend(["--concurrency", c.as_str()]);
+    }
+    eprintln!("controller arguments: {}", args.join(" "));
+    let mut c = ControllerProcess::start_bin(&bin, &kc, api.dir().join("bench.log"), &args)
+        .expect("start controller");
     let (all_at, _) = wait_for(Duration::from_secs(300), "every gateway elected", || {
         std::thread::sleep(Duration::from_millis(50));
         match watch.progress() {
@@ -339,9 +419,9 @@ fn main() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.log_text()));
     let cold = all_at.duration_since(launched);
+    let (restarts, relists) = watch.restarts();
     eprintln!(
-        "BENCH gateway watch restarts during cold start: {}",
-        watch.restarts()
+        "BENCH gateway watch resumed {restarts} times during cold start ({relists} re-lists)"
     );
     eprintln!("BENCH cold start: {pools} gateways elected {cold:?} after controller start");
     let rss_cold = c.rss_kib().unwrap_or(0);
@@ -357,6 +437,21 @@ fn main() {
         cpu(etcd_cpu0, etcd_cpu1),
         loadavg()
     );
+    if let Some(mut p) = pprof {
+        let _ = p.wait();
+    }
+    if std::env::var_os("RAVEN_BENCH_COLD_ONLY").is_some() {
+        // Sweeps: only the cold start; the controller's timeline up to now and stop. The
+        // API server's log is flushed every 5 s.
+        std::thread::sleep(Duration::from_secs(6));
+        eprintln!(
+            "BENCH API server watcher closes (slow consumers) during the cold start: {}",
+            watcher_closes(&api)
+        );
+        timeline(&c.log_text(), &started_at);
+        eprintln!("BENCH load average at the end: {}", loadavg());
+        return;
+    }
     // Labels: the controller logs when its label group is done (cheap to watch); the API
     // then confirms that no Node lacks the label.
     wait_for(Duration::from_secs(300), "node label writes done", || {
@@ -430,6 +525,10 @@ fn main() {
     let failover = SystemTime::now().duration_since(expiry).unwrap_or_default();
     eprintln!("BENCH lease expiry -> new active endpoint in status: {failover:?}");
     assert!(c.running(), "controller exited:\n{}", c.log_text());
+    eprintln!(
+        "BENCH API server watcher closes (slow consumers) over the whole run: {}",
+        watcher_closes(&api)
+    );
     timeline(&c.log_text(), &started_at);
     eprintln!("BENCH load average at the end: {}", loadavg());
 }

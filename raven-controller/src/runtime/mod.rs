@@ -131,6 +131,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let mut next_resync = Instant::now();
     let mut seats = std::collections::BTreeMap::new();
     let mut was_leader = false;
+    let mut first_pass = true;
     loop {
         let lease_wake = seats
             .values()
@@ -155,6 +156,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
                 return Err(RunError::LeadershipLost);
             }
             next_resync = Instant::now();
+            first_pass = true;
             continue;
         }
         was_leader = true;
@@ -175,7 +177,13 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
                 .collect();
             continue;
         }
-        tokio::time::sleep(settings.debounce).await;
+        // Debounce collects a burst of watch events into one pass. The first pass of a term
+        // has nothing to collect (the caches were complete before it) and is the cold
+        // start's critical path, so it starts at once.
+        if !first_pass {
+            tokio::time::sleep(settings.debounce).await;
+        }
+        first_pass = false;
         if check_pools(pools_started) && resync_due && observe::nodepools_served(&client).await {
             info!("NodePool API appeared; reading pools from it");
             observe::start_pools(&client, &stores, trigger.clone()).await;
