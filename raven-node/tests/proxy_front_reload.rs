@@ -56,6 +56,8 @@ fn put(path: &Path, bytes: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// A certificate, its key and a CA: the serving leg (the CA verifies callers) or the kubelet
+/// leg (the CA verifies kubelets; the certificate is ours towards them).
 struct Files {
     cert: PathBuf,
     key: PathBuf,
@@ -88,17 +90,27 @@ async fn get_status(
     cert: Option<Leaf>,
     path: &str,
 ) -> u16 {
-    let Ok(mut s) = connect(addr, serving, cert).await else {
-        return 0;
+    get(addr, serving, cert, path, PORT).await.0
+}
+
+/// One bodiless GET for `NODE:port` on a fresh connection: status and text, or 0 and why when
+/// TLS or the connection failed.
+async fn get(
+    addr: std::net::SocketAddr,
+    serving: &Ca,
+    cert: Option<Leaf>,
+    path: &str,
+    port: u16,
+) -> (u16, String) {
+    let mut s = match connect(addr, serving, cert).await {
+        Ok(s) => s,
+        Err(e) => return (0, e.to_string()),
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {NODE}:{PORT}\r\nConnection: close\r\n\r\n");
-    if tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-        .await
-        .is_err()
-    {
-        return 0;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {NODE}:{port}\r\nConnection: close\r\n\r\n");
+    if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes()).await {
+        return (0, e.to_string());
     }
-    read_response(&mut s).await.0
+    read_response(&mut s).await
 }
 
 /// The serial of the certificate the listener presents now.
@@ -316,21 +328,6 @@ async fn serving_certificate_and_client_ca_rotate_without_dropping_connections()
     assert_eq!(env.kubelet.requests().len(), refused);
 }
 
-/// The kubelet leg's files: roots verifying kubelets, our client certificate and key.
-struct TargetFiles {
-    roots: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TargetFiles {
-    fn install(&self, roots: &Ca, client: &Leaf) {
-        put(&self.roots, &pem("CERTIFICATE", &roots.der()));
-        put(&self.key, &key_pem(&client.1));
-        put(&self.cert, &pem("CERTIFICATE", &client.0[0]));
-    }
-}
-
 /// The kubelet CA and our client certificate towards kubelets are files too: missing at
 /// start (a Secret not created yet) they are waited for, with TLS targets answered 503 and
 /// never dialed; once there they are used; a rotation is picked up without a restart, and
@@ -346,8 +343,8 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
         ca: dir.path().join("callers.pem"),
     };
     files.install(&serving.issue(NAME, &[], &[NAME], false, true), &callers);
-    let target = TargetFiles {
-        roots: dir.path().join("kubelet-ca.pem"),
+    let target = Files {
+        ca: dir.path().join("kubelet-ca.pem"),
         cert: dir.path().join("kubelet-client.pem"),
         key: dir.path().join("kubelet-client.key"),
     };
@@ -369,7 +366,7 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
         ip,
         KUBELET,
         Some(TargetTlsFiles {
-            roots: target.roots.clone(),
+            roots: target.ca.clone(),
             client_cert: Some((target.cert.clone(), target.key.clone())),
             ports: BTreeSet::from([KUBELET]),
             interval: Duration::from_millis(100),
@@ -377,21 +374,7 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
     )
     .await;
     let addr = front.https_addr.expect("https");
-    let status = |path: &'static str| {
-        let (serving, callers) = (&serving, &callers);
-        async move {
-            let mut s = connect(addr, serving, Some(caller(callers)))
-                .await
-                .expect("TLS to the front");
-            let req = format!(
-                "GET {path} HTTP/1.1\r\nHost: {NODE}:{KUBELET}\r\nConnection: close\r\n\r\n"
-            );
-            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-                .await
-                .expect("write");
-            read_response(&mut s).await
-        }
-    };
+    let status = |path: &'static str| get(addr, &serving, Some(caller(&callers)), path, KUBELET);
     let wait_for = |want: u16, what: &'static str| {
         let status = &status;
         async move {
@@ -415,8 +398,8 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
 
     // The files appear: the kubelet is reached, verified, with our certificate.
     target.install(
-        &kubelet_ca,
         &ours_1.issue("raven-front", &[], &[], true, false),
+        &kubelet_ca,
     );
     wait_for(200, "the kubelet files were never loaded").await;
     let reached = kubelet.requests().len();
@@ -424,13 +407,13 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
 
     // Our client certificate rotates to one the kubelet does not trust: the next dial uses it.
     target.install(
-        &kubelet_ca,
         &ours_2.issue("raven-front", &[], &[], true, false),
+        &kubelet_ca,
     );
     wait_for(502, "the rotated client certificate was never used").await;
 
     // Garbage roots: refused, counted; the last good material stays in use.
-    put(&target.roots, "not a certificate");
+    put(&target.ca, "not a certificate");
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = "raven_node_proxy_front_cert_reloads_total{material=\"target\",result=\"error\"}";
     while !metrics.encode().contains(refused) {
@@ -439,8 +422,8 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
     }
     // Back to the trusted client certificate with good roots: reached again.
     target.install(
-        &kubelet_ca,
         &ours_1.issue("raven-front", &[], &[], true, false),
+        &kubelet_ca,
     );
     wait_for(200, "the restored certificate was never used").await;
     assert!(kubelet.requests().len() > reached);
