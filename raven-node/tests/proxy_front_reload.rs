@@ -165,7 +165,9 @@ async fn start_front(
         }),
         // Without kubelet files: plain targets only, no kubelet roots needed.
         target_tls: TargetTls {
-            ports: BTreeSet::new(),
+            ports: target
+                .as_ref()
+                .map_or_else(BTreeSet::new, |_| BTreeSet::from([port])),
             roots: Vec::new(),
             client_cert: None,
         },
@@ -368,7 +370,6 @@ async fn kubelet_ca_and_client_certificate_are_waited_for_and_rotate() {
         Some(TargetTlsFiles {
             roots: target.ca.clone(),
             client_cert: Some((target.cert.clone(), target.key.clone())),
-            ports: BTreeSet::from([KUBELET]),
             interval: Duration::from_millis(100),
         }),
     )

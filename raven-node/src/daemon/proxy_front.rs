@@ -95,7 +95,6 @@ pub fn front_config(s: &FrontSettings) -> Result<FrontConfig, RunError> {
         (Some(roots), client_cert) => Some(TargetTlsFiles {
             roots: roots.clone(),
             client_cert,
-            ports: config.target_tls.ports.clone(),
             interval: CERT_RELOAD,
         }),
         (None, Some(_)) => {
@@ -198,7 +197,6 @@ mod tests {
             files.client_cert,
             Some(("/nonexistent/c.pem".into(), "/nonexistent/k.pem".into()))
         );
-        assert_eq!(files.ports, c.target_tls.ports);
     }
 
     #[test]

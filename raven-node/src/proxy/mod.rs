@@ -67,6 +67,39 @@ pub enum DialError {
     },
 }
 
+impl DialError {
+    /// The dial error an early stream's read or write failed with, owned; `Err(e)` when `e`
+    /// is another I/O error.
+    pub fn from_io(e: std::io::Error) -> Result<DialError, std::io::Error> {
+        if e.get_ref().is_some_and(|inner| inner.is::<DialError>()) {
+            let inner = e.into_inner().expect("checked: a custom error");
+            return Ok(*inner.downcast::<DialError>().expect("checked: a DialError"));
+        }
+        Err(e)
+    }
+
+    /// The dial error an early stream's read or write failed with, anywhere in `e`'s source
+    /// chain (through `hyper`, TLS and I/O wrappers).
+    pub fn in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a DialError> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(d) = err.downcast_ref::<DialError>() {
+                return Some(d);
+            }
+            // io::Error::source skips the error it wraps: look inside explicitly.
+            if let Some(d) = err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<DialError>())
+            {
+                return Some(d);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
 /// Boxed future returned by [`Dialer::dial`].
 pub type DialFuture<'a> = Pin<Box<dyn Future<Output = Result<ProxyStream, DialError>> + Send + 'a>>;
 
@@ -75,4 +108,51 @@ pub type DialFuture<'a> = Pin<Box<dyn Future<Output = Result<ProxyStream, DialEr
 pub trait Dialer: Send + Sync {
     /// Opens the stream; the target is resolved, authorised (allowed ports) and routed here.
     fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn refused() -> DialError {
+        DialError::PortNotAllowed {
+            node: "edge-a-1".into(),
+            port: 22,
+        }
+    }
+
+    /// An error whose source is `inner` (what hyper and TLS wrappers look like).
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_found_through_io_and_wrapper_errors_and_nothing_else_is() {
+        let direct = refused();
+        assert!(matches!(
+            DialError::in_chain(&direct),
+            Some(DialError::PortNotAllowed { port: 22, .. })
+        ));
+        let io = io::Error::other(refused());
+        assert!(DialError::in_chain(&io).is_some());
+        let wrapped = Wrapper(io::Error::other(refused()));
+        assert!(DialError::in_chain(&wrapped).is_some());
+        let plain = Wrapper(io::Error::new(io::ErrorKind::BrokenPipe, "pipe"));
+        assert!(DialError::in_chain(&plain).is_none());
+
+        let owned = DialError::from_io(io::Error::other(refused())).expect("a dial error");
+        assert_eq!(owned.to_string(), refused().to_string());
+        let other = DialError::from_io(io::Error::other("not one")).expect_err("not a dial error");
+        assert_eq!(other.to_string(), "not one");
+    }
 }

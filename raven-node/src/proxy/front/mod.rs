@@ -65,8 +65,8 @@ pub struct FrontConfig {
     pub server_tls_files: Option<ServerTlsFiles>,
     /// TLS towards targets.
     pub target_tls: TargetTls,
-    /// TLS towards targets as files, reloaded when they change (used instead of `target_tls`
-    /// when set, ports included).
+    /// TLS towards targets as files, reloaded when they change (used instead of
+    /// `target_tls`'s roots and client certificate when set; its ports still apply).
     pub target_tls_files: Option<TargetTlsFiles>,
     /// Port used when `Host` has none.
     pub default_port: u16,

@@ -67,17 +67,11 @@ impl Shared {
         services: FrontServices,
         target: Option<Arc<ReloadingTargetTls>>,
     ) -> Result<Self, FrontError> {
-        let (connector, tls_ports) = match target {
-            Some(r) => {
-                let ports = r.files().ports.clone();
-                (Connector::Reloading(r), ports)
-            }
-            None => (
-                Connector::Static(TlsConnector::from(Arc::new(tls::client_config(
-                    &config.target_tls,
-                )?))),
-                config.target_tls.ports.clone(),
-            ),
+        let connector = match target {
+            Some(r) => Connector::Reloading(r),
+            None => Connector::Static(TlsConnector::from(Arc::new(tls::client_config(
+                &config.target_tls,
+            )?))),
         };
         Ok(Self {
             ctx: Context {
@@ -86,7 +80,7 @@ impl Shared {
                 kubelet_port: config.kubelet_port,
             },
             services,
-            tls_ports,
+            tls_ports: config.target_tls.ports.clone(),
             connector,
             dial_timeout: config.dial_timeout,
         })
@@ -483,10 +477,14 @@ fn late_dial_refusal(
     metrics: &super::FrontMetrics,
     route: &'static str,
 ) -> Option<Refusal> {
-    let d = DialError::in_chain(e)?;
+    DialError::in_chain(e).map(|d| dial_refusal(d, metrics, route))
+}
+
+/// A refused dial as the answer to the caller, counted by kind.
+fn dial_refusal(d: &DialError, metrics: &super::FrontMetrics, route: &'static str) -> Refusal {
     let (status, kind) = dial_status(d);
     metrics.dial_error(kind);
-    Some(Refusal::new(status, d.to_string(), route))
+    Refusal::new(status, d.to_string(), route)
 }
 
 /// Opens the stream (and TLS when the port asks for it), bounded by the dial timeout.
@@ -510,11 +508,8 @@ async fn dial(
         })?),
     };
     let work = async {
-        let stream = shared.services.dialer.dial(node, port).await.map_err(|e| {
-            let (status, kind) = dial_status(&e);
-            metrics.dial_error(kind);
-            Refusal::new(status, e.to_string(), route)
-        })?;
+        let stream = (shared.services.dialer.dial(node, port).await)
+            .map_err(|e| dial_refusal(&e, metrics, route))?;
         let Some(connector) = connector else {
             return Ok(stream);
         };

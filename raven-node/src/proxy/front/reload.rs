@@ -87,8 +87,6 @@ pub struct TargetTlsFiles {
     pub roots: PathBuf,
     /// Our client certificate chain and key (PEM); `None`: no client certificate.
     pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// Target ports spoken to with TLS.
-    pub ports: std::collections::BTreeSet<u16>,
     /// How often the files are checked.
     pub interval: Duration,
 }
@@ -114,8 +112,10 @@ impl TlsFiles for TargetTlsFiles {
             }
             _ => None,
         };
+        // Which ports speak TLS is `TargetTls::ports`' business; roots read from a file are
+        // never empty (`pem_certs`), so the configuration needs no ports to be checked.
         client_config(&TargetTls {
-            ports: self.ports.clone(),
+            ports: Default::default(),
             roots: pem_certs(&self.roots, &bytes[0])?,
             client_cert,
         })
@@ -186,11 +186,6 @@ impl<F: TlsFiles> Reloading<F> {
         };
         me.reload()?;
         Ok(me)
-    }
-
-    /// The files this configuration is built from.
-    pub fn files(&self) -> &F {
-        &self.files
     }
 
     /// The configuration for the next handshake; `None` while no material was ever loaded.

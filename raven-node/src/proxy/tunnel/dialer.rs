@@ -264,14 +264,9 @@ impl TunnelDialer {
                     continue;
                 }
             };
+            let who = Answering::new(node, port, &t.node);
             if early {
-                let answer = self.early_answer(
-                    resp,
-                    deadline,
-                    Answering::new(node, port, &t.node),
-                    gw_label,
-                    started,
-                );
+                let answer = self.early_answer(resp, deadline, who, gw_label, started);
                 return Ok((H2Io::early(send, answer), true));
             }
             let resp = match tokio::time::timeout_at(deadline, resp).await {
@@ -285,10 +280,7 @@ impl TunnelDialer {
                     continue;
                 }
             };
-            return Ok((
-                H2Io::new(send, answered(resp, &Answering::new(node, port, &t.node))?),
-                false,
-            ));
+            return Ok((H2Io::new(send, answered(resp, &who)?), false));
         }
         Err(last.unwrap_or_else(|| DialError::NoTunnel {
             node: node.to_owned(),
@@ -319,18 +311,7 @@ impl TunnelDialer {
                     target: who.target(),
                 }),
             };
-            match &result {
-                Ok(_) => metrics
-                    .dial_duration
-                    .get_or_create(&l1("gateway", &gw))
-                    .observe(started.elapsed().as_secs_f64()),
-                Err(e) => {
-                    metrics
-                        .dial_errors
-                        .get_or_create(&l2("gateway", &gw, "reason", reason(e)))
-                        .inc();
-                }
-            }
+            record_dial(&metrics, &gw, started, result.as_ref().map(|_| ()));
             result
         })
     }
@@ -391,27 +372,42 @@ impl Dialer for TunnelDialer {
             match self.dial_inner(node, port, started).await {
                 Ok((gw, stream, early)) => {
                     if !early {
-                        self.metrics
-                            .dial_duration
-                            .get_or_create(&l1("gateway", &gw))
-                            .observe(started.elapsed().as_secs_f64());
+                        record_dial(&self.metrics, &gw, started, Ok(()));
                     }
                     Ok(stream)
                 }
                 Err((gw, e)) => {
-                    // Unknown nodes would make the label unbounded: they count as "unknown".
-                    let gw = if matches!(e, DialError::UnknownNode(_)) {
-                        "unknown".to_owned()
-                    } else {
-                        gw
-                    };
-                    self.metrics
-                        .dial_errors
-                        .get_or_create(&l2("gateway", &gw, "reason", reason(&e)))
-                        .inc();
+                    record_dial(&self.metrics, &gw, started, Err(&e));
                     Err(e)
                 }
             }
         })
+    }
+}
+
+/// Records one dial's outcome under its Gateway label: its duration, or its error by reason
+/// (an unknown node counts under "unknown": node names would make the label unbounded).
+fn record_dial(
+    metrics: &ProxyMetrics,
+    gw: &str,
+    started: Instant,
+    outcome: Result<(), &DialError>,
+) {
+    match outcome {
+        Ok(()) => metrics
+            .dial_duration
+            .get_or_create(&l1("gateway", gw))
+            .observe(started.elapsed().as_secs_f64()),
+        Err(e) => {
+            let gw = if matches!(e, DialError::UnknownNode(_)) {
+                "unknown"
+            } else {
+                gw
+            };
+            metrics
+                .dial_errors
+                .get_or_create(&l2("gateway", gw, "reason", reason(e)))
+                .inc();
+        }
     }
 }
