@@ -25,6 +25,9 @@
 //! memory-speed veth: what an edge cluster's operator sees when the link, not the CPU, is the
 //! limit. Without it, all paths are CPU-bound on the same machine.
 //!
+//! `--no-relay` leaves the 2-process path out and `--rates 4000` picks the fixed rates (default
+//! 1,000 and 4,000/s): narrower runs for profiling.
+//!
 //! Run as root: `cargo bench -p raven-node --bench proxy -- --bytes 1073741824 --requests 2000`.
 
 #[path = "../tests/proxy_support/mod.rs"]
@@ -144,6 +147,9 @@ fn fmt_all(v: &[f64], digits: usize) -> String {
         .join(" / ")
 }
 
+/// Requests before each measurement (connections, TLS sessions and caches warm).
+const WARM_UP: usize = 20;
+
 async fn open(via: Via, d: &TunnelDialer) -> Result<Io, String> {
     let addr = match via {
         Via::Tunnel => {
@@ -190,7 +196,7 @@ async fn download(mut s: Io, n: u64, expected: u64) -> Result<(), String> {
 
 /// Gbit/s of one `get` of `bytes`.
 async fn throughput(via: Via, d: &TunnelDialer, bytes: u64, expected: u64) -> f64 {
-    for _ in 0..20 {
+    for _ in 0..WARM_UP {
         request(via, d).await.expect("warm-up request");
     }
     let s = open(via, d).await.expect("open");
@@ -200,7 +206,7 @@ async fn throughput(via: Via, d: &TunnelDialer, bytes: u64, expected: u64) -> f6
 }
 
 async fn sequential(via: Via, d: &TunnelDialer, n: usize) -> Vec<Duration> {
-    for _ in 0..20 {
+    for _ in 0..WARM_UP {
         request(via, d).await.expect("warm-up request");
     }
     let mut lat = Vec::with_capacity(n);
@@ -225,7 +231,7 @@ async fn at_rate(
     rate: u64,
     secs: u64,
 ) -> (Vec<Duration>, u64, f64) {
-    for _ in 0..20 {
+    for _ in 0..WARM_UP {
         request(via, &d).await.expect("warm-up request");
     }
     let n = rate * secs;
@@ -299,6 +305,59 @@ fn rss(pid: u32) -> (f64, f64) {
             .map_or(f64::NAN, |kb| kb / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// On-CPU time (ns, from `schedstat`) of the threads of process `pid`, only those named
+/// `comm` when given: the CPU a path costs per request, which unlike latency does not depend
+/// on what else the shared machine runs.
+fn cpu_ns(pid: u32, comm: Option<&str>) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            comm.is_none_or(|c| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.trim() == c)
+            })
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU of the parts of a path: the in-process proxies (this process's `raven-proxy` threads,
+/// cloud and edge together), the 2-process path's cloud process (with its TCP relay) and edge
+/// process, and the rest of this process (the client and the stub, which every path has).
+#[derive(Clone, Copy)]
+struct PathCpu {
+    in_process: u64,
+    cloud: u64,
+    edge: u64,
+    rest: u64,
+}
+
+impl PathCpu {
+    fn now(cpid: u32, epid: u32) -> Self {
+        let in_process = cpu_ns(std::process::id(), Some("raven-proxy"));
+        Self {
+            in_process,
+            cloud: cpu_ns(cpid, None),
+            edge: cpu_ns(epid, None),
+            rest: cpu_ns(std::process::id(), None).saturating_sub(in_process),
+        }
+    }
+
+    /// µs per request since `before`.
+    fn per_request(self, before: Self, requests: usize) -> [f64; 4] {
+        let us = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e3 / requests as f64;
+        [
+            us(self.in_process, before.in_process),
+            us(self.cloud, before.cloud),
+            us(self.edge, before.edge),
+            us(self.rest, before.rest),
+        ]
+    }
 }
 
 /// The lab's Gateways with the cloud's proxy endpoint on `CHILD_TUNNEL_PORT`.
@@ -491,6 +550,11 @@ struct Opts {
     stall_size: u64,
     streams: usize,
     rathole: bool,
+    /// Leave the 2-process "TCP entry" path out (`--no-relay`): a profile of the in-process
+    /// path alone.
+    relay: bool,
+    /// The fixed rates of the `rate` section (`--rates 1000,4000`).
+    rates: Vec<u64>,
     only: Vec<String>,
 }
 
@@ -517,6 +581,10 @@ fn main() {
         stall_size: arg("--stall-size", 1 << 20),
         streams: arg("--streams", 1000).max(2) as usize,
         rathole: !std::env::args().any(|a| a == "--no-rathole"),
+        relay: !std::env::args().any(|a| a == "--no-relay"),
+        rates: arg_str("--rates")
+            .map(|s| s.split(',').filter_map(|r| r.parse().ok()).collect())
+            .unwrap_or_else(|| vec![1000, 4000]),
         only: arg_str("--only")
             .map(|s| s.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
@@ -545,7 +613,10 @@ fn main() {
     if !o.rathole {
         println!("rathole: left out (--no-rathole)");
     }
-    let mut paths = vec![Via::Direct, Via::Tunnel, Via::Relay];
+    let mut paths = vec![Via::Direct, Via::Tunnel];
+    if o.relay {
+        paths.push(Via::Relay);
+    }
     if rathole.is_some() {
         paths.push(Via::Rathole);
     }
@@ -578,10 +649,10 @@ fn main() {
             section_throughput(&o, &paths, &d).await;
         }
         if o.wants("latency") {
-            section_latency(&o, &paths, &d).await;
+            section_latency(&o, &paths, &d, cpid, epid).await;
         }
         if o.wants("rate") {
-            section_rate(&o, &paths, &d).await;
+            section_rate(&o, &paths, &d, cpid, epid).await;
         }
         if o.wants("stall") {
             section_stall(&o, &d, cpid, epid).await;
@@ -623,13 +694,16 @@ async fn section_throughput(o: &Opts, paths: &[Via], d: &TunnelDialer) {
     }
 }
 
-async fn section_latency(o: &Opts, paths: &[Via], d: &TunnelDialer) {
+async fn section_latency(o: &Opts, paths: &[Via], d: &TunnelDialer, cpid: u32, epid: u32) {
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut cpu: Vec<Vec<[f64; 4]>> = vec![Vec::new(); paths.len()];
     let mut loads = Vec::new();
     for _ in 0..o.rounds {
         for (i, via) in paths.iter().enumerate() {
+            let before = PathCpu::now(cpid, epid);
             let lat = sequential(*via, d, o.requests).await;
+            cpu[i].push(PathCpu::now(cpid, epid).per_request(before, o.requests + WARM_UP));
             p50[i].push(pct(&lat, 0.5));
             p99[i].push(pct(&lat, 0.99));
         }
@@ -654,18 +728,47 @@ async fn section_latency(o: &Opts, paths: &[Via], d: &TunnelDialer) {
             median(&p99[i]) - d99
         );
     }
+    print_cpu(paths, &cpu);
 }
 
-async fn section_rate(o: &Opts, paths: &[Via], d: &Arc<TunnelDialer>) {
-    for rate in [1000u64, 4000] {
+/// The CPU-per-request table of a section (`cpu[path][round]`, µs per part as in [`PathCpu`]).
+fn print_cpu(paths: &[Via], cpu: &[Vec<[f64; 4]>]) {
+    println!(
+        "\nCPU per request (µs of on-CPU time from schedstat, median of the rounds, warm-up \
+         included; kernel time counts where it runs, e.g. a veth receive in the sender's thread)\n"
+    );
+    println!(
+        "| path | in-process proxies (cloud + edge) | cloud process (with its relay) | edge process | client + stub | total |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (i, via) in paths.iter().enumerate() {
+        let m = |k: usize| median(&cpu[i].iter().map(|c| c[k]).collect::<Vec<_>>());
+        let total: f64 = (0..4).map(m).sum();
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {total:.0} |",
+            via.name(),
+            m(0),
+            m(1),
+            m(2),
+            m(3)
+        );
+    }
+}
+
+async fn section_rate(o: &Opts, paths: &[Via], d: &Arc<TunnelDialer>, cpid: u32, epid: u32) {
+    for &rate in &o.rates {
         let mut p50: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
         let mut p99: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
         let mut errs: Vec<u64> = vec![0; paths.len()];
         let mut achieved: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+        let mut cpu: Vec<Vec<[f64; 4]>> = vec![Vec::new(); paths.len()];
         let mut loads = Vec::new();
         for _ in 0..o.rounds {
             for (i, via) in paths.iter().enumerate() {
+                let before = PathCpu::now(cpid, epid);
                 let (lat, e, r) = at_rate(*via, d.clone(), rate, o.rate_secs).await;
+                let n = (rate * o.rate_secs) as usize + WARM_UP;
+                cpu[i].push(PathCpu::now(cpid, epid).per_request(before, n));
                 p50[i].push(pct(&lat, 0.5));
                 p99[i].push(pct(&lat, 0.99));
                 errs[i] += e;
@@ -696,6 +799,7 @@ async fn section_rate(o: &Opts, paths: &[Via], d: &Arc<TunnelDialer>) {
                 fmt_all(&achieved[i], 0)
             );
         }
+        print_cpu(paths, &cpu);
     }
 }
 
