@@ -1,7 +1,8 @@
 //! The proxy tunnel end to end in network namespaces (see `proxy_support` for the topology):
 //! nodes with the same IP in two domains, a 100 MB transfer checked by hash, a stalled stream
 //! that does not slow the others, refused agents (no certificate, a certificate from another
-//! CA, a node that is not an active endpoint, a CN naming no node), seat loss, the edge's
+//! CA, a node that is not an active endpoint, a CN naming no node), the cap on handshakes in
+//! progress, seat loss, the edge's
 //! refusal to relay outside its domain, and a tunnel cut and restored.
 //!
 //! Must run as root; otherwise every test fails and says why.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use proxy_support::*;
 use raven_node::proxy::tunnel::TunnelDialer;
+use raven_node::proxy::tunnel::server::MAX_HANDSHAKES;
 use raven_node::proxy::tunnel::view::Domain;
 use raven_node::proxy::{DialError, Dialer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,8 +98,11 @@ fn same_ip_nodes_hash_checked_transfer_and_routing_errors() {
     assert!(rx >= n, "bytes from edge-b counted: {rx} < {n}");
 }
 
+/// Stalled streams per tunnel in [`stalled_streams_do_not_slow_the_others`].
+const STALLED_PER_TUNNEL: usize = 40;
+
 #[test]
-fn a_stalled_stream_does_not_slow_the_others() {
+fn stalled_streams_do_not_slow_the_others() {
     let lab = Lab::build();
     let d = lab.cloud_proxy.dialer();
     lab.cloud.block_on(move || async move {
@@ -117,14 +122,19 @@ fn a_stalled_stream_does_not_slow_the_others() {
             started.elapsed()
         };
         let baseline = round(d.clone()).await;
-        // A stream whose reader never reads (a `logs -f` nobody consumes) on each tunnel.
+        // Streams whose readers never read (paused `logs -f`, port-forwards to apps that stopped
+        // reading) on each tunnel: more of them than a connection window of 32 stream
+        // windows would hold, so a connection window credited back only on consumption
+        // would freeze every other stream of the tunnel.
         let mut stalled = Vec::new();
         for node in ["edge-a-2", "edge-b-2"] {
-            let mut s = d.dial(node, STUB_PORT).await.expect("dial");
-            s.write_all(b"get 1000000000\n").await.expect("write");
-            stalled.push(s);
+            for _ in 0..STALLED_PER_TUNNEL {
+                let mut s = d.dial(node, STUB_PORT).await.expect("dial");
+                s.write_all(b"get 1000000000\n").await.expect("write");
+                stalled.push(s);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await; // let its window fill
+        tokio::time::sleep(Duration::from_millis(1500)).await; // let their windows fill
         let with_stall = tokio::time::timeout(Duration::from_secs(60), round(d.clone()))
             .await
             .expect("streams next to a stalled one must complete (no head-of-line blocking)");
@@ -284,6 +294,54 @@ fn agents_are_authenticated_and_bound_to_their_seat() {
     // The seat comes back: edge-a-1 reconnects by itself.
     lab.cloud_proxy.update(&gateways("edge-a-1"));
     lab.wait_tunnels(2, Duration::from_secs(15));
+}
+
+/// Unauthenticated connections that never finish their handshake are capped: beyond
+/// `MAX_HANDSHAKES` the server closes new ones at once (bounded memory on an internet-facing
+/// port), and agents get in again as soon as the idle ones are gone.
+#[test]
+fn handshakes_in_progress_are_capped() {
+    let lab = Lab::build();
+    let valid = client_config(&lab.pki, Some("system:node:edge-a-1"), &lab.pki);
+    let (extra_closed, agent_while_full, agent_after) = lab.cloud.block_on(move || async move {
+        let mut idle = Vec::new();
+        for _ in 0..MAX_HANDSHAKES {
+            idle.push(
+                tokio::net::TcpStream::connect((SERVER_IP, 10262))
+                    .await
+                    .expect("TCP connect"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // all accepted
+        let mut extra = tokio::net::TcpStream::connect((SERVER_IP, 10262))
+            .await
+            .expect("TCP connect");
+        let mut buf = [0u8; 1];
+        let closed = matches!(
+            tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        );
+        let while_full = try_agent(Some(valid.clone())).await;
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(300)).await; // their permits return
+        let after = try_agent(Some(valid)).await;
+        (closed, while_full, after)
+    });
+    assert!(
+        extra_closed,
+        "a connection beyond the cap must be closed at once"
+    );
+    assert!(!agent_while_full, "no handshake is started beyond the cap");
+    assert!(
+        agent_after,
+        "agents are accepted again once the idle connections are gone"
+    );
+    let busy = lab
+        .cloud_metrics
+        .tunnels_refused
+        .get_or_create(&vec![("reason", "busy".to_owned())])
+        .get();
+    assert!(busy >= 2, "refusals counted as busy: {busy}");
 }
 
 #[test]

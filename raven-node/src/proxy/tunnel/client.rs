@@ -20,7 +20,10 @@ use super::metrics::{ProxyMetrics, l1};
 use super::pump;
 use super::transport::{self, Transport};
 use super::view::ProxyView;
-use super::{CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, STREAM_WINDOW, Timing, jitter, keepalive};
+use super::{
+    CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_STREAMS, STREAM_WINDOW, Timing, jitter,
+    keepalive,
+};
 
 /// What the edge needs to serve streams.
 #[derive(Clone, Debug)]
@@ -120,6 +123,7 @@ where
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
         .max_frame_size(MAX_FRAME)
         .max_send_buffer_size(STREAM_WINDOW as usize)
         .handshake::<_, Bytes>(io);

@@ -220,15 +220,17 @@ impl TunnelDialer {
                 },
             });
         }
-        // The edge dials with its own timeout and answers 504; the margin covers the RTT.
+        // The edge dials with its own timeout and answers 504; the margin covers the RTT. Each
+        // tunnel gets the whole budget: a silently dead one (black-holed, not yet dropped by
+        // its keepalive) must not use up the time of the live one tried after it.
         let budget = self.timing.dial_timeout + self.timing.keepalive_timeout;
         let early = candidates.len() == 1;
-        let deadline = tokio::time::Instant::now() + budget;
         let timed_out = || DialError::Timeout {
             target: target.to_owned(),
         };
         let mut last = None;
         for t in candidates {
+            let deadline = tokio::time::Instant::now() + budget;
             let open = async {
                 let mut sender = t
                     .sender

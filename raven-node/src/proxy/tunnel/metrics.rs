@@ -36,7 +36,7 @@ pub struct ProxyMetrics {
     pub dial_duration: Family<Labels, Histogram, fn() -> Histogram>,
     /// Server side: connected tunnels, by peer gateway.
     pub tunnels: Family<Labels, Gauge>,
-    /// Server side: tunnels refused, by reason (`tls`, `no_identity`, `seat`, `h2`).
+    /// Server side: tunnels refused, by reason (`busy`, `tls`, `no_identity`, `seat`, `h2`).
     pub tunnels_refused: Family<Labels, Counter>,
     /// Client side: 1 while the tunnel to this server replica is up.
     pub tunnel_up: Family<Labels, Gauge>,

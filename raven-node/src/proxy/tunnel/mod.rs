@@ -41,9 +41,16 @@ pub const ERROR_HEADER: &str = "raven-error";
 /// Per-stream receive window. One stalled stream holds at most this much in flight; 1 MiB
 /// keeps a single stream at line rate on LAN/WAN RTTs up to ~1 ms per 8 Gbit/s.
 pub const STREAM_WINDOW: u32 = 1 << 20;
-/// Per-connection receive window: 32 stalled streams fit before the connection window closes
-/// (h2 credits the connection window back only when data is consumed).
-pub const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Streams a tunnel carries at once (the edge's `SETTINGS_MAX_CONCURRENT_STREAMS`); more
+/// dials wait for a free stream, within their dial timeout.
+pub const MAX_STREAMS: u32 = 2000;
+/// Per-connection receive window: every stream may hold its full window unread. h2 credits
+/// the connection window back only when a stream's data is consumed, so a smaller connection
+/// window lets a few stalled streams (paused `kubectl logs -f`) freeze every other stream of
+/// the tunnel: head-of-line blocking again. What bounds memory is the per-stream window
+/// times the streams actually stalled, at most [`MAX_STREAMS`] (2000 × 1 MiB < 2^31 - 1,
+/// the protocol's largest window).
+pub const CONNECTION_WINDOW: u32 = MAX_STREAMS * STREAM_WINDOW;
 /// Largest frame we accept: fewer frame headers and wakeups per byte than the 16 KiB default.
 pub const MAX_FRAME: u32 = 256 << 10;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use h2::client::SendRequest;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::certs::{Reloader, node_from_cert};
 use super::metrics::{ProxyMetrics, l1};
@@ -109,14 +109,33 @@ pub struct ServerCtx {
     pub timing: Timing,
 }
 
+/// Connections still in their TLS/HTTP/2 handshake (not yet authenticated) at once. The tunnel
+/// port faces the internet: without a cap, idle TCP connections held open for the handshake
+/// timeout would each pin a [`transport::READ_BUFFER`] until the process runs out of memory.
+/// With it they cost at most 64 × 256 KiB; beyond it new connections are closed at once and
+/// counted (`tunnels_refused{reason="busy"}`), and real agents retry with backoff.
+pub const MAX_HANDSHAKES: usize = 64;
+
 /// Accepts tunnels on `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, ctx: ServerCtx) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    // Counted outside the log macro: its arguments are skipped when the
+                    // level is off.
+                    let why = refuse(
+                        &ctx,
+                        "busy",
+                        format!("{MAX_HANDSHAKES} handshakes in progress"),
+                    );
+                    tracing::debug!(%peer, "closing: {why}");
+                    continue;
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = serve_one(tcp, peer, ctx.clone()).await {
+                    if let Err(why) = serve_one(tcp, peer, ctx.clone(), permit).await {
                         tracing::info!(%peer, "tunnel ended: {why}");
                     }
                 });
@@ -146,7 +165,14 @@ fn seat_now(view: &ProxyView, me: &str, node: &str) -> Result<Domain, String> {
     view.seat(&own, node).map_err(|e| e.to_string())
 }
 
-async fn serve_one(tcp: TcpStream, peer: SocketAddr, mut ctx: ServerCtx) -> Result<(), String> {
+/// Serves one tunnel; `in_handshake` is released once the peer is authenticated and HTTP/2
+/// is up.
+async fn serve_one(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut ctx: ServerCtx,
+    in_handshake: OwnedSemaphorePermit,
+) -> Result<(), String> {
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.certs.current().server.clone());
     let accept = acceptor.accept(transport::wrap(tcp));
     let mut tls = match tokio::time::timeout(ctx.timing.handshake_timeout, accept).await {
@@ -186,6 +212,7 @@ async fn serve_one(tcp: TcpStream, peer: SocketAddr, mut ctx: ServerCtx) -> Resu
             Ok(Err(e)) => return Err(refuse(&ctx, "h2", format!("HTTP/2 handshake: {e}"))),
             Err(_) => return Err(refuse(&ctx, "h2", "HTTP/2 handshake timed out".to_owned())),
         };
+    drop(in_handshake);
     let Some(pp) = conn.ping_pong() else {
         return Err("HTTP/2 PING unavailable".to_owned());
     };
