@@ -13,7 +13,8 @@ mod front_support;
 use std::collections::HashMap;
 
 use front_support::{
-    Env, NODES, Options, PLAIN_PORT, ROGUE_NODE, exchange, read_head, read_response, read_until,
+    Env, HTTPS_PORT, NODES, Options, PLAIN_PORT, ROGUE_NODE, exchange, read_head, read_response,
+    read_until,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -455,6 +456,17 @@ async fn target_tls_follows_the_port_and_verifies_the_kubelet() {
             .len(),
         1
     );
+    // A port the Gateway lists as HTTPS (an exporter with TLS): TLS with our client
+    // certificate, verified like the kubelet.
+    let mut s = env.connect(Some(env.apiserver_cert())).await.unwrap();
+    let (status, text) = exchange(
+        &mut s,
+        &get("/metrics", &format!("{node}:{HTTPS_PORT}"), ""),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let seen = env.kubelets[&format!("{node}:{HTTPS_PORT}")].requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
     // A kubelet whose serving certificate does not verify is never spoken to.
     let mut s = env.connect(Some(env.apiserver_cert())).await.unwrap();
     let (status, text) = exchange(&mut s, &get("/pods", &format!("{ROGUE_NODE}:10250"), "")).await;

@@ -152,6 +152,7 @@ async fn start_front(
 ) -> (FrontHandle, Metrics) {
     let dialer = DirectDialer {
         nodes: HashMap::from([(NODE.to_owned(), (IpAddr::V4(ip), BTreeSet::from([port])))]),
+        ..DirectDialer::default()
     };
     let mut metrics = Metrics::new();
     let front_metrics = FrontMetrics::register(metrics.registry_mut());

@@ -108,6 +108,12 @@ pub type DialFuture<'a> = Pin<Box<dyn Future<Output = Result<ProxyStream, DialEr
 pub trait Dialer: Send + Sync {
     /// Opens the stream; the target is resolved, authorised (allowed ports) and routed here.
     fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a>;
+
+    /// Whether `port` of `node` is listed as an HTTPS port (`proxyHTTPSPort` of the Gateway
+    /// that applies): the front side then speaks TLS to it, as to the kubelet.
+    fn is_https_port(&self, _node: &str, _port: u16) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -108,14 +108,19 @@ pub fn loopback() -> Ipv4Addr {
     )
 }
 
-/// Node name → (address, allowed ports); dials real TCP. A real [`Dialer`] for the Local mode
-/// shape (no tunnel), not a mock.
+/// Node name → (address, allowed ports), and the ports listed as HTTPS; dials real TCP. A
+/// real [`Dialer`] for the Local mode shape (no tunnel), not a mock.
 #[derive(Default)]
 pub struct DirectDialer {
     pub nodes: HashMap<String, (IpAddr, BTreeSet<u16>)>,
+    pub https_ports: BTreeSet<u16>,
 }
 
 impl Dialer for DirectDialer {
+    fn is_https_port(&self, _node: &str, port: u16) -> bool {
+        self.https_ports.contains(&port)
+    }
+
     fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a> {
         Box::pin(async move {
             let (ip, ports) = self
@@ -408,6 +413,9 @@ pub const NODES: [&str; 2] = ["edge-a-1", "edge-b-1"];
 pub const ROGUE_NODE: &str = "edge-rogue-1";
 /// A plain-HTTP port on every stub node.
 pub const PLAIN_PORT: u16 = 9100;
+/// A port listed as HTTPS (`proxyHTTPSPort`) besides the kubelet's, on every stub node: an
+/// exporter with TLS, served with the node's kubelet serving certificate.
+pub const HTTPS_PORT: u16 = 9445;
 pub const APISERVER_CN: &str = "kube-apiserver-kubelet-client";
 
 impl Env {
@@ -415,7 +423,10 @@ impl Env {
         let client_ca = Ca::new("kubelet-client-ca");
         let serving_ca = Ca::new("serving-ca");
         let mut kubelets = HashMap::new();
-        let mut dialer = DirectDialer::default();
+        let mut dialer = DirectDialer {
+            https_ports: BTreeSet::from([HTTPS_PORT]),
+            ..DirectDialer::default()
+        };
         let rogue_ca = Ca::new("rogue-serving-ca");
         for node in NODES.into_iter().chain([ROGUE_NODE]) {
             let ip = loopback();
@@ -425,9 +436,11 @@ impl Env {
                 &serving_ca
             };
             let serving = issuer.issue(node, &[], &[node], false, true);
-            let tls = Some((serving, &client_ca));
+            let tls = Some(((serving.0.clone(), serving.1.clone_key()), &client_ca));
             let k = StubKubelet::start(node, ip, front::KUBELET_PORT, tls).await;
-            let ports = BTreeSet::from([front::KUBELET_PORT, PLAIN_PORT]);
+            let https = StubKubelet::start(node, ip, HTTPS_PORT, Some((serving, &client_ca))).await;
+            kubelets.insert(format!("{node}:{HTTPS_PORT}"), https);
+            let ports = BTreeSet::from([front::KUBELET_PORT, PLAIN_PORT, HTTPS_PORT]);
             dialer
                 .nodes
                 .insert(node.to_owned(), (IpAddr::V4(ip), ports));

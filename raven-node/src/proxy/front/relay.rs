@@ -496,7 +496,8 @@ async fn dial(
 ) -> Result<ProxyStream, Refusal> {
     let metrics = &shared.services.metrics;
     let target = format!("{node}:{port}");
-    let connector = match shared.tls_ports.contains(&port) {
+    let tls = shared.tls_ports.contains(&port) || shared.services.dialer.is_https_port(node, port);
+    let connector = match tls {
         false => None,
         true => Some(shared.connector.current().ok_or_else(|| {
             metrics.dial_error("tls");

@@ -38,7 +38,9 @@ impl fmt::Debug for ServerTls {
 /// TLS on the leg to the target.
 #[derive(Clone)]
 pub struct TargetTls {
-    /// Target ports spoken to with TLS (default: the kubelet's 10250); others get plain HTTP.
+    /// Target ports spoken to with TLS (default: the kubelet's 10250), besides the ports the
+    /// node's Gateway lists as HTTPS ([`crate::proxy::Dialer::is_https_port`]); others get
+    /// plain HTTP.
     pub ports: BTreeSet<u16>,
     /// Roots that verify the targets' serving certificates (the kubelet serving CA). The name
     /// checked is the node name. Empty: TLS targets cannot be reached (refused at start if

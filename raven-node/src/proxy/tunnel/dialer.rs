@@ -368,6 +368,10 @@ fn answered(
 }
 
 impl Dialer for TunnelDialer {
+    fn is_https_port(&self, node: &str, port: u16) -> bool {
+        self.view.borrow().port_is_https(node, port)
+    }
+
     fn dial<'a>(&'a self, node: &'a str, port: u16) -> DialFuture<'a> {
         Box::pin(async move {
             let started = Instant::now();

@@ -15,6 +15,8 @@
 //! - Allowed ports: `proxyHTTPPort` ∪ `proxyHTTPSPort` of the node's Gateway. When that
 //!   Gateway lists none, the exposed Gateways' lists apply (upstream's internal Service only
 //!   carries those ports, so that is what upstream lets through); the same for solo nodes.
+//! - HTTPS ports: the `proxyHTTPSPort` entries of the list that applies; the front side speaks
+//!   TLS to them (upstream's internal Service sends them to its TLS listener).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +63,8 @@ pub struct GatewayEntry {
     pub proxy_enabled: bool,
     /// `proxyHTTPPort` ∪ `proxyHTTPSPort`.
     pub ports: BTreeSet<u16>,
+    /// `proxyHTTPSPort`: the targets spoken to over TLS.
+    pub https_ports: BTreeSet<u16>,
     /// Active `proxy` endpoints that are members (`status.nodes`), in status order.
     pub proxy_nodes: Vec<String>,
     /// `publicIP:port` of the active proxy endpoints (tunnel server addresses when exposed).
@@ -127,6 +131,8 @@ pub struct ProxyView {
     gateways: BTreeMap<String, GatewayEntry>,
     /// Union of the exposed Gateways' ports (the fallback allowed list).
     exposed_ports: BTreeSet<u16>,
+    /// Union of the exposed Gateways' HTTPS ports (goes with `exposed_ports`).
+    exposed_https_ports: BTreeSet<u16>,
     /// Skipped input, for the log.
     pub warnings: Vec<String>,
 }
@@ -176,9 +182,10 @@ impl ProxyView {
                 &name,
                 "proxyHTTPSPort",
                 &pc.proxy_https_port,
-                &mut entry.ports,
+                &mut entry.https_ports,
                 &mut view.warnings,
             );
+            entry.ports.extend(entry.https_ports.iter().copied());
             if let Some(status) = &gw.status {
                 for n in &status.nodes {
                     let Some(ip) = n.private_ip_addr() else {
@@ -221,6 +228,8 @@ impl ProxyView {
             }
             if entry.exposed {
                 view.exposed_ports.extend(entry.ports.iter().copied());
+                view.exposed_https_ports
+                    .extend(entry.https_ports.iter().copied());
             }
             view.gateways.insert(name, entry);
         }
@@ -254,15 +263,26 @@ impl ProxyView {
         }
     }
 
-    /// Whether `port` may be dialed on `node` (see the module doc for the fallback).
-    pub fn port_allowed(&self, node: &str, port: u16) -> bool {
-        let own = self
-            .nodes
+    /// The port lists that apply to `node`: (all, HTTPS) of its Gateway when that lists any,
+    /// else the exposed Gateways' (see the module doc).
+    fn port_lists(&self, node: &str) -> (&BTreeSet<u16>, &BTreeSet<u16>) {
+        self.nodes
             .get(node)
             .and_then(|n| self.gateways.get(&n.gateway))
-            .map(|g| &g.ports)
-            .filter(|p| !p.is_empty());
-        own.unwrap_or(&self.exposed_ports).contains(&port)
+            .filter(|g| !g.ports.is_empty())
+            .map_or((&self.exposed_ports, &self.exposed_https_ports), |g| {
+                (&g.ports, &g.https_ports)
+            })
+    }
+
+    /// Whether `port` may be dialed on `node` (see the module doc for the fallback).
+    pub fn port_allowed(&self, node: &str, port: u16) -> bool {
+        self.port_lists(node).0.contains(&port)
+    }
+
+    /// Whether `port` of `node` is an HTTPS port (the front side speaks TLS to it).
+    pub fn port_is_https(&self, node: &str, port: u16) -> bool {
+        self.port_lists(node).1.contains(&port)
     }
 
     /// The roles of `node`.
@@ -540,6 +560,23 @@ mod tests {
             ("solo", 22, false),
         ] {
             assert_eq!(v.port_allowed(node, port), ok, "{node}:{port}");
+        }
+    }
+
+    #[test]
+    fn https_ports_follow_the_list_that_applies() {
+        let v = ProxyView::build(&lab());
+        for (node, port, https) in [
+            ("cloud-3", 10250, true),
+            ("cloud-3", 10255, false),
+            ("a-2", 10250, true), // edge-a lists none: the exposed gateways' lists
+            ("a-2", 9100, false),
+            ("b-2", 9445, true), // edge-b's own list
+            ("b-2", 9100, false),
+            ("solo", 10250, true),
+            ("solo", 22, false),
+        ] {
+            assert_eq!(v.port_is_https(node, port), https, "{node}:{port}");
         }
     }
 
