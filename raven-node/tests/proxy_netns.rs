@@ -2,7 +2,7 @@
 //! nodes with the same IP in two domains, a 100 MB transfer checked by hash, a stalled stream
 //! that does not slow the others, refused agents (no certificate, a certificate from another
 //! CA, a node that is not an active endpoint, a CN naming no node), the cap on handshakes in
-//! progress, seat loss, the edge's
+//! progress, an impostor server refused by the edge, seat loss, the edge's
 //! refusal to relay outside its domain, and a tunnel cut and restored.
 //!
 //! Must run as root; otherwise every test fails and says why.
@@ -342,6 +342,123 @@ fn handshakes_in_progress_are_capped() {
         .get_or_create(&vec![("reason", "busy".to_owned())])
         .get();
     assert!(busy >= 2, "refusals counted as busy: {busy}");
+}
+
+/// An edge accepts only the server the Gateways name at the address it dials. A TLS server
+/// with a certificate from the right CA and with the right IP, but naming another node (what a
+/// node could get signed for its own name with an IP its Gateway claims), is refused before
+/// any stream; the same server with the endpoint's own name is accepted.
+#[test]
+fn edges_refuse_a_server_certificate_naming_another_node() {
+    const PORT: u16 = 10999;
+    let lab = Lab::build();
+    let mut gws = serde_json::to_value(gateways("edge-a-1")).expect("gateways serialize");
+    for gw in gws.as_array_mut().expect("array") {
+        if gw["metadata"]["name"] == "gw-cloud" {
+            gw["spec"]["endpoints"][0]["port"] = PORT.into();
+            gw["status"]["activeEndpoints"][0]["port"] = PORT.into();
+        }
+    }
+    let gws: Vec<raven_api::gateway::v1beta1::Gateway> =
+        serde_json::from_value(gws).expect("gateways deserialize");
+    let mut outcomes = Vec::new();
+    for cn in ["system:node:edge-b-1", "system:node:cloud-1"] {
+        let (chain, key) = lab.pki.issue(cn, &[SERVER_IP]);
+        let handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = handshakes.clone();
+        let server = lab.cloud.spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(impostor(PORT, chain, key, seen))
+        });
+        let metrics = raven_node::proxy::tunnel::metrics::ProxyMetrics::default();
+        let edge = start_proxy(
+            &lab.ea1,
+            "edge-a-1",
+            raven_node::proxy::tunnel::certs::CertPaths::in_dir(&lab.cert_dir("edge-a-1")),
+            metrics.clone(),
+            gws.clone(),
+        );
+        let count = |result: &str| {
+            metrics
+                .tunnel_connects
+                .get_or_create(&vec![("result", result.to_owned())])
+                .get()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count("ok") + count("error") == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{cn}: the edge never finished a connect"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        outcomes.push((
+            cn,
+            count("ok"),
+            count("error"),
+            handshakes.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        drop(edge);
+        server.join().expect("impostor thread");
+    }
+    let (cn, ok, err, tls) = outcomes[0];
+    assert!(
+        tls >= 1,
+        "{cn}: the TLS handshake itself must succeed (right CA, right IP)"
+    );
+    assert_eq!(
+        (ok, err >= 1),
+        (0, true),
+        "{cn}: refused by the identity check"
+    );
+    let (cn, ok, _, _) = outcomes[1];
+    assert!(ok >= 1, "{cn}: the endpoint's own certificate is accepted");
+}
+
+/// A TLS server on `SERVER_IP:port` with `chain`/`key` (no client authentication) that counts
+/// completed handshakes and holds each connection a while; it stops after 3 s.
+async fn impostor(
+    port: u16,
+    chain: String,
+    key: String,
+    handshakes: Arc<std::sync::atomic::AtomicU64>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("pem");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server cert");
+    cfg.alpn_protocols = vec![b"raven-tunnel/1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind((SERVER_IP, port))
+        .await
+        .expect("impostor binds");
+    let serve = async {
+        loop {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let acceptor = acceptor.clone();
+            let handshakes = handshakes.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    drop(tls);
+                }
+            });
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), serve).await;
 }
 
 #[test]

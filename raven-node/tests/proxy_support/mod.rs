@@ -378,7 +378,7 @@ pub struct Lab {
     pub eb2: Ns,
 }
 
-fn start_proxy(
+pub fn start_proxy(
     ns: &Ns,
     node: &str,
     certs: CertPaths,

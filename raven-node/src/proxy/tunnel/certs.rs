@@ -286,10 +286,22 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// `raven.openyurt.io/proxy-client` signer in Kubernetes mode). The server-certificate prefix
 /// is never an identity here (and such a certificate lacks the client-auth usage anyway).
 pub fn node_from_cert(cert: &CertificateDer<'_>) -> Option<String> {
+    cn_node(cert, raven_api::wellknown::PROXY_CLIENT_CN_PREFIX)
+}
+
+/// The node a *server* certificate names: `system:node:<name>` (files) or
+/// `raven-proxy-server:<name>` (what raven-controller signs for the
+/// `raven.openyurt.io/proxy-server` signer). The edge checks it against the endpoint it dialed.
+pub fn server_node_from_cert(cert: &CertificateDer<'_>) -> Option<String> {
+    cn_node(cert, raven_api::wellknown::PROXY_SERVER_CN_PREFIX)
+}
+
+/// The name after `system:node:` or after `raven_prefix` in the subject CN.
+fn cn_node(cert: &CertificateDer<'_>, raven_prefix: &str) -> Option<String> {
     let cn = subject_cn(cert.as_ref())?;
     let name = cn
         .strip_prefix(NODE_CN_PREFIX)
-        .or_else(|| cn.strip_prefix(raven_api::wellknown::PROXY_CLIENT_CN_PREFIX))?;
+        .or_else(|| cn.strip_prefix(raven_prefix))?;
     (!name.is_empty() && name.len() <= 253).then(|| name.to_owned())
 }
 

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::certs::Reloader;
+use super::certs::{Reloader, server_node_from_cert};
 use super::metrics::{ProxyMetrics, l1};
 use super::pump;
 use super::transport::{self, Transport};
@@ -56,7 +56,21 @@ pub async fn run(
     let mut backoff = ctx.timing.backoff_initial;
     loop {
         let started = Instant::now();
-        match connect(server, server_name.as_deref(), &certs, &ctx.timing).await {
+        let connected = connect(server, server_name.as_deref(), &certs, &ctx.timing)
+            .await
+            .and_then(|tls| {
+                let named = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(server_node_from_cert);
+                ctx.view
+                    .borrow()
+                    .check_server_identity(named.as_deref(), server)?;
+                Ok(tls)
+            });
+        match connected {
             Ok(tls) => {
                 ctx.metrics
                     .tunnel_connects

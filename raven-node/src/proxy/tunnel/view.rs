@@ -67,8 +67,9 @@ pub struct GatewayEntry {
     pub https_ports: BTreeSet<u16>,
     /// Active `proxy` endpoints that are members (`status.nodes`), in status order.
     pub proxy_nodes: Vec<String>,
-    /// `publicIP:port` of the active proxy endpoints (tunnel server addresses when exposed).
-    pub server_addrs: Vec<SocketAddr>,
+    /// The active proxy endpoints with a `publicIP:port` (tunnel server addresses when
+    /// exposed): node name and address.
+    pub servers: Vec<(String, SocketAddr)>,
 }
 
 /// What this node runs.
@@ -222,7 +223,9 @@ impl ProxyView {
                         entry.proxy_nodes.push(ep.node_name.clone());
                     }
                     if let (Some(ip), Some(port)) = (ep.public_ip_addr(), ep.effective_port()) {
-                        entry.server_addrs.push(SocketAddr::new(ip, port));
+                        entry
+                            .servers
+                            .push((ep.node_name.clone(), SocketAddr::new(ip, port)));
                     }
                 }
             }
@@ -307,12 +310,47 @@ impl ProxyView {
             .gateways
             .iter()
             .filter(|(name, g)| g.exposed && Some(name.as_str()) != own)
-            .flat_map(|(_, g)| g.server_addrs.iter().copied())
+            .flat_map(|(_, g)| g.servers.iter().map(|(_, addr)| *addr))
             .collect();
         addrs.sort();
         addrs.dedup();
         roles.client = addrs;
         roles
+    }
+
+    /// The nodes that are tunnel servers at `addr`: active proxy endpoints of exposed Gateways
+    /// with that `publicIP:port`. An edge accepts a server certificate naming one of them only.
+    pub fn servers_at(&self, addr: SocketAddr) -> Vec<&str> {
+        self.gateways
+            .values()
+            .filter(|g| g.exposed)
+            .flat_map(|g| g.servers.iter())
+            .filter(|(_, a)| *a == addr)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// Whether a tunnel server at `server` whose certificate names node `named` is who the
+    /// Gateways say. The CA and the address are checked by TLS already, but in Kubernetes mode
+    /// every node can get a server certificate for its own name with the IPs its Gateway
+    /// claims: without this check a node that got an IP of the real server into its
+    /// certificate could pose as the server to every edge. A certificate naming no node
+    /// (operator-made files) is left to the CA and address checks.
+    pub fn check_server_identity(
+        &self,
+        named: Option<&str>,
+        server: SocketAddr,
+    ) -> Result<(), String> {
+        let Some(named) = named else {
+            return Ok(());
+        };
+        let expected = self.servers_at(server);
+        if expected.contains(&named) {
+            return Ok(());
+        }
+        Err(format!(
+            "the server certificate names node {named:?}, but {server} is the proxy endpoint of {expected:?}"
+        ))
     }
 
     /// Which tunnel domain a server of Gateway `server_gateway` seats an authenticated `node`
@@ -560,6 +598,24 @@ mod tests {
             ("solo", 22, false),
         ] {
             assert_eq!(v.port_allowed(node, port), ok, "{node}:{port}");
+        }
+    }
+
+    #[test]
+    fn edges_accept_only_the_server_the_gateways_name_at_an_address() {
+        let v = ProxyView::build(&lab());
+        let (c1, c2) = (sa("1.1.1.1:10262"), sa("1.1.1.2:10262"));
+        assert_eq!(v.servers_at(c1), vec!["cloud-1"]);
+        for (named, addr, ok) in [
+            (Some("cloud-1"), c1, true),
+            (Some("cloud-2"), c2, true),
+            (Some("cloud-2"), c1, false), // another replica's certificate at cloud-1's address
+            (Some("b-1"), c1, false),     // an edge node's certificate with the server's IP
+            (Some("cloud-1"), sa("9.9.9.9:10262"), false), // not a server address at all
+            (None, c1, true),             // operator files naming no node: CA + IP checks only
+        ] {
+            let got = v.check_server_identity(named, addr);
+            assert_eq!(got.is_ok(), ok, "{named:?} at {addr}: {got:?}");
         }
     }
 
