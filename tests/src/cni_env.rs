@@ -240,24 +240,7 @@ impl CniEnv {
     /// Runs add/check/del for `pod` with an explicit netns path ("" allowed); `extra` flags come
     /// last, so they override the defaults (Go's flag package keeps the last value).
     pub fn pod_op(&self, op: &str, pod: &Pod, netns: &str, extra: &[&str]) -> Result<CniOutput> {
-        let cache = self.cache_dir().to_string_lossy().into_owned();
-        let cni_args = pod.cni_args();
-        let mut args: Vec<String> = [
-            op,
-            self.spec.network.as_str(),
-            netns,
-            "--container-id",
-            &pod.container_id,
-            "--ifname",
-            &pod.ifname,
-            "--cni-args",
-            &cni_args,
-            "--cache-dir",
-            &cache,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args = pod_op_args(op, &self.spec.network, netns, pod, &self.cache_dir());
         args.extend(extra.iter().map(|s| s.to_string()));
         self.cnitool(&args)
     }
@@ -444,4 +427,31 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The `raven-cnitool` arguments of operation `op` for `pod` on `network` (its netns path,
+/// container id, interface, CNI_ARGS and the result cache), shared by every harness.
+pub fn pod_op_args(
+    op: &str,
+    network: &str,
+    netns: &str,
+    pod: &Pod,
+    cache: &std::path::Path,
+) -> Vec<String> {
+    [
+        op,
+        network,
+        netns,
+        "--container-id",
+        &pod.container_id,
+        "--ifname",
+        &pod.ifname,
+        "--cni-args",
+        &pod.cni_args(),
+        "--cache-dir",
+        &cache.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }

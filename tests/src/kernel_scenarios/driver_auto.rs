@@ -54,32 +54,17 @@ pub fn observe_auto_choice() -> Result<AutoChoice> {
         .is_ok();
     let _ = ns.ip(&["link", "del", "wg-probe"]);
     let dir = tempfile::tempdir().context(|| "temp dir".to_string())?;
-    let d = |sub: &str| {
-        let p = dir.path().join(sub);
-        p.to_string_lossy().into_owned()
-    };
     std::fs::create_dir_all(dir.path().join("gateways")).context(|| "mkdir".to_string())?;
     let log = std::fs::File::create(dir.path().join("log")).context(|| "log".to_string())?;
     let err = log.try_clone().context(|| "log".to_string())?;
     let mut child = ns
-        .command(&[
-            &raven_node.to_string_lossy(),
-            "run",
-            "--node-name",
-            "auto-probe",
-            "--gateways-dir",
-            &d("gateways"),
-            "--state-dir",
-            &d("state"),
-            "--node-state-file",
-            &d("node-state.json"),
-            "--cni-data-dir",
-            &d("cni"),
-            "--underlay-mtu",
-            "1500",
-            "--tunnel-driver",
-            "auto",
-        ])
+        .command(
+            &crate::lab::run_args(&raven_node, "auto-probe", dir.path(), "cni")
+                .iter()
+                .map(String::as_str)
+                .chain(["--underlay-mtu", "1500", "--tunnel-driver", "auto"])
+                .collect::<Vec<_>>(),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

@@ -1,5 +1,6 @@
 //! The `raven-node` processes: their command lines, start and stop, cleanup, logs.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -7,31 +8,40 @@ use super::{LAB_POLL_INTERVAL_MS, Lab, METRICS_ADDR, UNDERLAY_MTU};
 use crate::cmd::{self, Output};
 use crate::error::{Context, Error, Result};
 
+/// `raven-node run` for node `name` in standalone mode with every path under `dir`
+/// (`gateways`, `state`, `node-state.json`, and `cni_dir` for raven-cni's data): the arguments
+/// every harness starting a daemon shares.
+pub fn run_args(bin: &Path, name: &str, dir: &Path, cni_dir: &str) -> Vec<String> {
+    let d = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
+    vec![
+        bin.to_string_lossy().into_owned(),
+        "run".into(),
+        "--node-name".into(),
+        name.into(),
+        "--gateways-dir".into(),
+        d("gateways"),
+        "--state-dir".into(),
+        d("state"),
+        "--node-state-file".into(),
+        d("node-state.json"),
+        "--cni-data-dir".into(),
+        d(cni_dir),
+    ]
+}
+
 impl Lab {
     /// The `raven-node run` command line for node `i`.
     pub fn daemon_command(&self, i: usize) -> Command {
         let node = &self.nodes[i];
-        let bin = self.raven_node.to_string_lossy().into_owned();
-        let d = |sub: &str| node.dir.join(sub).to_string_lossy().into_owned();
         let mtu = UNDERLAY_MTU.to_string();
         let poll = self
             .options
             .poll_interval_ms
             .unwrap_or(LAB_POLL_INTERVAL_MS)
             .to_string();
-        let argv = [
-            bin.as_str(),
-            "run",
-            "--node-name",
-            node.spec.name,
-            "--gateways-dir",
-            &d("gateways"),
-            "--state-dir",
-            &d("state"),
-            "--node-state-file",
-            &d("node-state.json"),
-            "--cni-data-dir",
-            &d("raven"),
+        let base = run_args(&self.raven_node, node.spec.name, &node.dir, "raven");
+        let mut argv: Vec<&str> = base.iter().map(String::as_str).collect();
+        argv.extend([
             "--metrics-addr",
             METRICS_ADDR,
             "--underlay-mtu",
@@ -45,7 +55,7 @@ impl Lab {
             "--forward-node-ip",
             "--log",
             "info",
-        ];
+        ]);
         let mut c = node.netns.command(&argv);
         if let Some(driver) = &self.options.tunnel_driver {
             c.args(["--tunnel-driver", driver]);

@@ -43,6 +43,7 @@ use crate::chain::ChainSpec;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 
+pub use daemon::run_args;
 pub use preconditions::{check_preconditions, find_raven_node};
 
 /// Flannel's cluster CIDR in the lab.

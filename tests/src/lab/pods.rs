@@ -42,24 +42,15 @@ impl Lab {
     /// Runs `raven-cnitool <op>` for `pod` inside node `i`.
     pub fn cnitool(&self, i: usize, op: &str, pod: &Pod) -> Result<Output> {
         let node = &self.nodes[i];
-        let tool = self.cnitool.to_string_lossy().into_owned();
-        let netns = pod.netns.path_str();
-        let cache = node.dir.join("cache").to_string_lossy().into_owned();
-        let cni_args = pod.cni_args();
-        let argv = [
-            tool.as_str(),
+        let mut argv = vec![self.cnitool.to_string_lossy().into_owned()];
+        argv.extend(crate::cni_env::pod_op_args(
             op,
-            node.chain.network.as_str(),
-            netns.as_str(),
-            "--container-id",
-            &pod.container_id,
-            "--ifname",
-            &pod.ifname,
-            "--cni-args",
-            &cni_args,
-            "--cache-dir",
-            &cache,
-        ];
+            &node.chain.network,
+            &pod.netns.path_str(),
+            pod,
+            &node.dir.join("cache"),
+        ));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut c = node.netns.command(&argv);
         c.env_clear()
             .env(
