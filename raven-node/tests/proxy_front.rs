@@ -162,6 +162,21 @@ async fn port_forward_is_routed_by_pod_even_with_the_apiservers_host() {
     )
     .await;
     assert_eq!(status, 404, "{text}");
+    // ... but only to callers who may reach nodes: without rights, a missing pod and an
+    // existing one both give 403 (no probing for pods).
+    for pod in ["ghost", "db"] {
+        let mut s = env.connect(None).await.unwrap();
+        let (status, text) = exchange(
+            &mut s,
+            &get(
+                &format!("/portForward/default/{pod}"),
+                "kube-apiserver:6443",
+                "Authorization: Bearer nobody-token\r\n",
+            ),
+        )
+        .await;
+        assert_eq!(status, 403, "{pod}: {text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

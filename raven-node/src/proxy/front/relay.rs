@@ -201,7 +201,18 @@ async fn serve(
     .map_err(|r| Refusal::new(r.status, r.reason, "none"))?;
     let route = plan.kind.label();
     let (user, token_consumed) = authenticate(shared, conn, &plan, route).await?;
-    let node = locate(shared, &plan, route).await?;
+    let node = match locate(shared, &plan, route).await {
+        Ok(node) => node,
+        // Whether a pod exists is for callers who may reach nodes: one who may not gets the
+        // same 403 for a missing pod as for an existing one (the check is for every node,
+        // since a missing pod has none).
+        Err(missing) if missing.status == StatusCode::NOT_FOUND => {
+            let (method, path) = (req.method(), req.uri().path());
+            authorize(shared, &user, "", &plan, method, path, route).await?;
+            return Err(missing);
+        }
+        Err(e) => return Err(e),
+    };
     authorize(
         shared,
         &user,
