@@ -209,6 +209,18 @@ pub const SIGNER_PROXY_SERVER: &str = "raven.openyurt.io/proxy-server";
 pub const PROXY_CLIENT_CN_PREFIX: &str = "raven-proxy-client:";
 /// Subject common name prefix of proxy server certificates: `raven-proxy-server:<node>`.
 pub const PROXY_SERVER_CN_PREFIX: &str = "raven-proxy-server:";
+/// Kubernetes' built-in signer for client certificates kube-apiserver trusts (signed by
+/// kube-controller-manager with the cluster CA, which kubelets trust too). The proxy front's
+/// client certificate towards kubelets comes from it; raven-controller only approves, and
+/// only requests whose subject is [`PROXY_FRONT_CN_PREFIX`]`<node>` in [`PROXY_FRONT_GROUP`]:
+/// any other request of this signer is not ours and is never touched.
+pub const SIGNER_KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+/// Subject common name prefix of the proxy front's kubelet client certificate:
+/// `raven-proxy-front:<node>`, one per proxy-server node (so a leaked key names its node).
+pub const PROXY_FRONT_CN_PREFIX: &str = "raven-proxy-front:";
+/// Subject organization (Kubernetes group) of the proxy front's kubelet client certificates;
+/// `deploy/rbac/node` grants this group the kubelet API and nothing else.
+pub const PROXY_FRONT_GROUP: &str = "raven:proxy-fronts";
 /// Extra key (user info of a pod-bound ServiceAccount token, copied into CSR `spec.extra`)
 /// naming the requesting pod; binds a raven-node request to the node the pod runs on.
 pub const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver (Kubernetes 1.20.2) from Debian's `kubernetes` source package,
-# offline, and cache the binary outside the repository, keyed by the package version.
+# Build a real kube-apiserver and kube-controller-manager (Kubernetes 1.20.2) from Debian's
+# `kubernetes` source package, offline, and cache the binaries outside the repository, keyed by
+# the package version. kube-controller-manager runs only its CSR signing controllers in the
+# tests (the signer of the proxy front's kubelet client certificate).
 #
 # Why: the controller's integration tier runs against a real API server; no registry we can
 # reach ships one, but Debian's source package carries the whole tree with its vendor/ dir.
 # See /work/shared/reference/kube-apiserver.md for the recipe this script automates.
 #
-# Idempotent: a second run finds the cached binary and only prints its path.
-# Output: the last line on stdout is the absolute path of the kube-apiserver binary.
+# Idempotent: a second run finds the cached binaries and only prints the API server's path.
+# Output: the last line on stdout is the absolute path of the kube-apiserver binary;
+# kube-controller-manager is next to it.
 #
 # Environment:
 #   RAVEN_KUBE_CACHE  cache root (default /var/cache/raven-rs/kube)
@@ -46,7 +49,8 @@ VERSION=$(apt-cache showsrc kubernetes 2>/dev/null | awk '/^Version:/ {print $2;
 [[ -n $VERSION ]] || die "apt-cache showsrc kubernetes found nothing (is deb-src enabled?)"
 KEY=${VERSION//[^A-Za-z0-9.+-]/_}
 BIN="$CACHE/bin/$KEY/kube-apiserver"
-if [[ -x $BIN ]] && "$BIN" --version >/dev/null 2>&1; then
+KCM="$CACHE/bin/$KEY/kube-controller-manager"
+if [[ -x $BIN ]] && "$BIN" --version >/dev/null 2>&1 && [[ -x $KCM ]] && "$KCM" --version >/dev/null 2>&1; then
     log "cached: $BIN"
     echo "$BIN"
     exit 0
@@ -77,7 +81,7 @@ fi
 
 # 6. Build in GOPATH mode the way debian/rules does. A half-built _output/ from an interrupted
 #    run makes the generators fail, so start clean when there is no binary.
-log "building kube-apiserver (about 5 minutes on 2 cores)"
+log "building kube-apiserver and kube-controller-manager (about 7 minutes on 2 cores)"
 start=$(date +%s)
 (
     cd "$TREE"
@@ -86,11 +90,13 @@ start=$(date +%s)
     ln -sfn ../../.. .go/src/k8s.io/kubernetes
     export GOPATH="$TREE/.go" CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY=off GO111MODULE=off
     cd .go/src/k8s.io/kubernetes
-    make WHAT=cmd/kube-apiserver >&2
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2
 )
-OUT="$TREE/_output/bin/kube-apiserver"
-[[ -x $OUT ]] || die "build finished without $OUT"
 mkdir -p "$(dirname "$BIN")"
-cp "$OUT" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
-log "built in $(( $(date +%s) - start )) s: $BIN"
+for target in "$BIN" "$KCM"; do
+    OUT="$TREE/_output/bin/$(basename "$target")"
+    [[ -x $OUT ]] || die "build finished without $OUT"
+    cp "$OUT" "$target.tmp" && mv "$target.tmp" "$target"
+done
+log "built in $(( $(date +%s) - start )) s: $BIN $KCM"
 echo "$BIN"

@@ -6,6 +6,7 @@
 //! missing) make the caller panic with the reason and the fix; nothing is silently skipped.
 
 pub mod chain;
+pub mod cluster_signer;
 pub mod cmd;
 pub mod cni_env;
 pub mod csr_cluster;

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
-use raven_tests::csr_cluster::CsrCluster;
-use raven_tests::kube::{KubeApiServer, wait_for};
+use raven_tests::csr_cluster::{CsrCluster, node_client};
+use raven_tests::kube::wait_for;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
@@ -34,15 +34,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-async fn client(api: &KubeApiServer, name: &str, token: &str) -> kube::Client {
-    let path = api.kubeconfig(name, token).expect("kubeconfig");
-    let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
 }
 
 fn cfg(node: &str, kind: CertKind, dir: &Path) -> KubeCertConfig {
@@ -97,8 +88,8 @@ fn node_certificates_signed_for_own_node_denied_otherwise() {
     let dir = tempfile::tempdir().expect("tmp");
     let rt = rt();
     rt.block_on(async {
-        let a = client(&c.api, "node-a", "token-node-a").await;
-        let b = client(&c.api, "node-b", "token-node-b").await;
+        let a = node_client(&c.api, "node-a", "token-node-a").await;
+        let b = node_client(&c.api, "node-b", "token-node-b").await;
 
         // Node A for node A: signed, files verify, client usage only.
         let ca_cfg = cfg("node-a", CertKind::Client, &dir.path().join("a"));
@@ -275,9 +266,9 @@ fn pod_bound_service_account_tokens_bind_to_the_pod_node() {
     };
     let dir = tempfile::tempdir().expect("tmp");
     rt().block_on(async {
-        let pod_a = client(&c.api, "pod-a", &tokens[0]).await;
-        let pod_b = client(&c.api, "pod-b", &tokens[1]).await;
-        let free = client(&c.api, "unbound", &unbound).await;
+        let pod_a = node_client(&c.api, "pod-a", &tokens[0]).await;
+        let pod_b = node_client(&c.api, "pod-b", &tokens[1]).await;
+        let free = node_client(&c.api, "unbound", &unbound).await;
         let a = cfg("node-a", CertKind::Client, &dir.path().join("a"));
         certs_kube::ensure(&pod_a, &a)
             .await
@@ -303,7 +294,7 @@ fn certificates_renew_in_place() {
     let c = setup();
     let dir = tempfile::tempdir().expect("tmp");
     let rt = rt();
-    let client = rt.block_on(client(&c.api, "node-a", "token-node-a"));
+    let client = rt.block_on(node_client(&c.api, "node-a", "token-node-a"));
     let mut cfg = cfg("node-a", CertKind::Client, dir.path());
     // Lifetime is 3600 s + 300 s back-dating: renew ~4 s after issuance.
     cfg.renew_fraction = 304.0 / 3900.0;

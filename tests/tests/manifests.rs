@@ -176,18 +176,6 @@ fn overlays_hold_what_each_mode_needs() {
             "configMap",
             "raven-proxy-front",
         ),
-        (
-            "RAVEN_PROXY_KUBELET_CLIENT_CERT",
-            "proxy-front-client",
-            "secret",
-            "raven-proxy-front-client",
-        ),
-        (
-            "RAVEN_PROXY_KUBELET_CLIENT_KEY",
-            "proxy-front-client",
-            "secret",
-            "raven-proxy-front-client",
-        ),
     ] {
         let file = var(env_name).unwrap_or_else(|| panic!("{env_name} missing"))["value"]
             .as_str()
@@ -219,8 +207,24 @@ fn overlays_hold_what_each_mode_needs() {
             "{volume}: the pod starts without it"
         );
     }
+    // The front's kubelet identity is a CSR-issued certificate per proxy server node, never a
+    // Secret every node mounts: no kubelet client file or Secret volume in the pod.
+    for name in [
+        "RAVEN_PROXY_KUBELET_CLIENT_CERT",
+        "RAVEN_PROXY_KUBELET_CLIENT_KEY",
+    ] {
+        assert!(
+            var(name).is_none(),
+            "{name}: the CSR-issued front certificate is used"
+        );
+    }
+    assert!(
+        volumes.iter().all(|v| v.get("secret").is_none()),
+        "no Secret is mounted on every node: {volumes:?}"
+    );
     let binding = get(&objs, "ClusterRoleBinding", "raven-proxy-front-kubelet");
-    assert_eq!(binding["subjects"][0]["name"], "raven-proxy-front");
+    assert_eq!(binding["subjects"][0]["kind"], "Group");
+    assert_eq!(binding["subjects"][0]["name"], "raven:proxy-fronts");
     let role = get(&objs, "ClusterRole", "raven-proxy-front-kubelet");
     for rule in role["rules"].as_array().expect("rules") {
         for r in rule["resources"].as_array().expect("resources") {

@@ -137,8 +137,8 @@ impl Setup {
             .apply_dir(&repo().join("deploy/rbac/node"))
             .expect("apply the node RBAC");
         assert_eq!(applied.len(), 7, "{applied:?}");
-        // The front side's kubelet identity (user raven-proxy-front, its client certificate
-        // from the Secret the operator creates) reaches the kubelet API and nothing else.
+        // The front side's kubelet identity (group raven:proxy-fronts of the CSR-issued
+        // certificates) reaches the kubelet API and nothing else.
         for (resource, subresource, verb, allowed) in [
             ("nodes", "proxy", "create", true),
             ("nodes", "metrics", "get", true),
@@ -148,7 +148,8 @@ impl Setup {
             let review = serde_json::json!({
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SubjectAccessReview",
-                "spec": {"user": "raven-proxy-front", "resourceAttributes": {
+                "spec": {"user": "raven-proxy-front:cloud-1", "groups": ["raven:proxy-fronts"],
+                    "resourceAttributes": {
                     "verb": verb, "resource": resource, "subresource": subresource}},
             });
             let r = api
@@ -163,7 +164,7 @@ impl Setup {
             assert_eq!(
                 answer["status"]["allowed"].as_bool().unwrap_or(false),
                 allowed,
-                "raven-proxy-front {verb} {resource}/{subresource}: {}",
+                "raven:proxy-fronts {verb} {resource}/{subresource}: {}",
                 r.body
             );
         }

@@ -28,7 +28,7 @@ use raven_node::proxy::certs_kube::{self, CertKind, KubeCertConfig};
 use raven_node::proxy::front::{FrontHandle, FrontMetrics};
 use raven_node::proxy::tunnel::metrics::ProxyMetrics;
 use raven_node::proxy::tunnel::{Proxy, ProxyConfig};
-use raven_tests::csr_cluster::{CsrCluster, node_user};
+use raven_tests::csr_cluster::{CsrCluster, node_client, node_user};
 use raven_tests::kube::KubeApiServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,15 +107,6 @@ fn gateways(
     .collect()
 }
 
-async fn client(api: &KubeApiServer, name: &str, token: &str) -> kube::Client {
-    let path = api.kubeconfig(name, token).expect("kubeconfig");
-    let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 /// One node: its proxy (own runtime), its certificate requester and its front side on that
 /// runtime.
 struct Node {
@@ -144,7 +135,7 @@ impl Node {
         let proxy = Proxy::start(pc, metrics.clone()).expect("proxy starts without certificates");
         let rt = proxy.handle().expect("runtime");
         let user = node_user(name);
-        let kube = rt.block_on(client(api, &user.name, &user.token));
+        let kube = rt.block_on(node_client(api, &user.name, &user.token));
         let csr = ProxyCsr::start(rt.clone(), kube, name, settings.clone());
         // What `raven-node run --proxy --proxy-front` configures in CSR mode.
         let server = settings.server_paths(name);

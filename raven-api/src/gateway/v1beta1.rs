@@ -191,6 +191,16 @@ impl GatewayStatus {
 }
 
 impl Gateway {
+    /// Whether `node` is a proxy server by this Gateway: an active proxy endpoint of an exposed
+    /// Gateway (the cloud side, where kube-apiserver's requests enter the proxy).
+    pub fn proxy_server_on(&self, node: &str) -> bool {
+        self.spec.expose_type.is_exposed()
+            && self.status.as_ref().is_some_and(|s| {
+                s.active_endpoints_of(EndpointType::Proxy)
+                    .any(|e| e.node_name == node)
+            })
+    }
+
     /// The active tunnel endpoint (first tunnel entry of `status.activeEndpoints`), if any.
     pub fn active_tunnel_endpoint(&self) -> Option<&Endpoint> {
         self.status.as_ref()?.active_tunnel_endpoint()
@@ -245,5 +255,77 @@ impl NodeInfo {
     /// `privateIP` parsed; `None` when empty or malformed.
     pub fn private_ip_addr(&self) -> Option<IpAddr> {
         self.private_ip.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(node: &str, t: EndpointType) -> Endpoint {
+        Endpoint {
+            node_name: node.to_owned(),
+            type_: t,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn proxy_server_on_needs_an_exposed_gateway_and_an_active_proxy_endpoint() {
+        let gw = |expose: ExposeType, active: Vec<Endpoint>| {
+            let mut g = Gateway::new(
+                "gw",
+                GatewaySpec {
+                    expose_type: expose,
+                    ..Default::default()
+                },
+            );
+            g.status = Some(GatewayStatus {
+                active_endpoints: active,
+                ..Default::default()
+            });
+            g
+        };
+        let proxy = |n| endpoint(n, EndpointType::Proxy);
+        let tunnel = |n| endpoint(n, EndpointType::Tunnel);
+        let cases = [
+            (
+                "exposed, active proxy",
+                ExposeType::PublicIP,
+                vec![proxy("a")],
+                true,
+            ),
+            (
+                "load balancer",
+                ExposeType::LoadBalancer,
+                vec![proxy("a")],
+                true,
+            ),
+            (
+                "not exposed",
+                ExposeType::NotExposed,
+                vec![proxy("a")],
+                false,
+            ),
+            (
+                "tunnel endpoint only",
+                ExposeType::PublicIP,
+                vec![tunnel("a")],
+                false,
+            ),
+            (
+                "another node's",
+                ExposeType::PublicIP,
+                vec![proxy("b")],
+                false,
+            ),
+            ("none active", ExposeType::PublicIP, vec![], false),
+        ];
+        for (what, expose, active, want) in cases {
+            assert_eq!(gw(expose, active).proxy_server_on("a"), want, "{what}");
+        }
+        let mut no_status = gw(ExposeType::PublicIP, vec![]);
+        no_status.status = None;
+        assert!(!no_status.proxy_server_on("a"), "no status");
     }
 }

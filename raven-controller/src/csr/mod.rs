@@ -1,6 +1,8 @@
 //! Approving and signing the CertificateSigningRequests of Raven's proxy signers
-//! (`raven.openyurt.io/proxy-client`, `raven.openyurt.io/proxy-server`); CSRs of any other
-//! signer are never touched.
+//! (`raven.openyurt.io/proxy-client`, `raven.openyurt.io/proxy-server`), and approving (only)
+//! the proxy front's kubelet client certificates of `kubernetes.io/kube-apiserver-client`
+//! (subject `raven-proxy-front:<node>`), which kube-controller-manager signs. CSRs of any other
+//! signer or subject are never touched.
 //!
 //! - [`policy`]: the pure approve/deny decision (requester bound to the node the certificate
 //!   names, exact subject, usages and SANs).
@@ -198,6 +200,9 @@ async fn handle(
     let Some(kind) = Kind::of_signer(&csr.spec.signer_name) else {
         return Ok(());
     };
+    if !policy::is_ours(kind, &csr.spec.request.0) {
+        return Ok(());
+    }
     let name = csr.name_any();
     let issued = csr
         .status
@@ -253,6 +258,9 @@ async fn handle(
                 return Ok(());
             }
         }
+    }
+    if !kind.signed_here() {
+        return Ok(()); // kube-controller-manager signs it
     }
     // Approved (by us or by an administrator): sign only what our policy's form checks accept.
     let parsed = match parsed {
@@ -336,7 +344,8 @@ async fn requester(
     })
 }
 
-/// Whether the node exists, its addresses, and the public IPs of its Gateway endpoints.
+/// Whether the node exists, its addresses, the public IPs of its Gateway endpoints, and
+/// whether it is a proxy server now.
 async fn node_facts(client: &Client, node: &str) -> Result<NodeFacts, String> {
     let nodes: Api<Node> = Api::all(client.clone());
     let Some(n) = nodes
@@ -353,10 +362,12 @@ async fn node_facts(client: &Client, node: &str) -> Result<NodeFacts, String> {
         .iter()
         .filter_map(|a| a.address.parse().ok())
         .collect();
+    let mut proxy_server = false;
     let gateways: Api<v1beta1::Gateway> = Api::all(client.clone());
     match gateways.list(&Default::default()).await {
         Ok(list) => {
             for gw in list.items {
+                proxy_server |= gw.proxy_server_on(node);
                 allowed_ips.extend(
                     gw.spec
                         .endpoints
@@ -373,5 +384,6 @@ async fn node_facts(client: &Client, node: &str) -> Result<NodeFacts, String> {
     Ok(NodeFacts {
         exists: true,
         allowed_ips,
+        proxy_server,
     })
 }

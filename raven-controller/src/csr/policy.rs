@@ -1,18 +1,28 @@
-//! The approval policy for Raven's proxy certificate signers, pure and table-tested.
+//! The approval policy for Raven's proxy certificates, pure and table-tested.
 //!
-//! A request of [`SIGNER_PROXY_CLIENT`] or [`SIGNER_PROXY_SERVER`] is approved only when all of
-//! this holds; otherwise it is denied with a reason, never left pending:
+//! Three kinds: [`SIGNER_PROXY_CLIENT`] and [`SIGNER_PROXY_SERVER`] (our signers: approved and
+//! signed here), and the proxy front's kubelet client certificate of Kubernetes' own
+//! [`SIGNER_KUBE_APISERVER_CLIENT`] (approved here, signed by kube-controller-manager with the
+//! cluster CA that kubelets trust). A request of that signer is ours only when its subject
+//! common name starts with [`PROXY_FRONT_CN_PREFIX`] ([`is_ours`]); any other is left alone.
+//!
+//! A request of ours is approved only when all of this holds; otherwise it is denied with a
+//! reason, never left pending:
 //! - the PKCS#10 request parses and its self-signature verifies;
 //! - its subject is exactly one common name, `raven-proxy-client:<node>` (client) or
-//!   `raven-proxy-server:<node>` (server), and `<node>` exists;
+//!   `raven-proxy-server:<node>` (server), or exactly `CN=raven-proxy-front:<node>` plus
+//!   `O=`[`PROXY_FRONT_GROUP`] (front), and `<node>` exists;
 //! - the requester is bound to that node: either the node itself (`system:node:<node>` in
 //!   group `system:nodes`, e.g. kubelet credentials), or the raven-node ServiceAccount with a
 //!   pod-bound token (`spec.extra` names the pod) whose pod runs on `<node>`. A raven-node
 //!   token without a pod binding is refused: every node shares that ServiceAccount, so the
 //!   account alone proves nothing about the node;
-//! - `spec.usages` is exactly `digital signature` + `client auth` (client) or `digital
+//! - `spec.usages` is exactly `digital signature` + `client auth` (client, front) or `digital
 //!   signature` + `server auth` (server);
-//! - the only requested extension is subjectAltName: none for a client; for a server, DNS
+//! - front only: the node is a proxy server now, an active proxy endpoint of an exposed Gateway.
+//!   That certificate may call every kubelet's API (exec into any pod), so edge nodes never get
+//!   one;
+//! - the only requested extension is subjectAltName: none for a client or front; for a server, DNS
 //!   names limited to `<node>` and IP addresses limited to the node's own addresses and the
 //!   public IPs of its Gateway endpoints (what edge clients dial).
 
@@ -20,7 +30,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use raven_api::wellknown::{
-    PROXY_CLIENT_CN_PREFIX, PROXY_SERVER_CN_PREFIX, SIGNER_PROXY_CLIENT, SIGNER_PROXY_SERVER,
+    PROXY_CLIENT_CN_PREFIX, PROXY_FRONT_CN_PREFIX, PROXY_FRONT_GROUP, PROXY_SERVER_CN_PREFIX,
+    SIGNER_KUBE_APISERVER_CLIENT, SIGNER_PROXY_CLIENT, SIGNER_PROXY_SERVER,
     node_of_proxy_common_name,
 };
 use x509_parser::certification_request::X509CertificationRequest;
@@ -34,14 +45,18 @@ pub enum Kind {
     Client,
     /// Proxy server certificate.
     Server,
+    /// The proxy front's client certificate towards kubelets (Kubernetes' signer).
+    Front,
 }
 
 impl Kind {
-    /// Our signer by name, `None` for any other signer (not ours: left alone).
+    /// The kind a signer may carry, `None` for any other signer (not ours: left alone). For
+    /// [`SIGNER_KUBE_APISERVER_CLIENT`] the request itself decides ([`is_ours`]).
     pub fn of_signer(signer: &str) -> Option<Kind> {
         match signer {
             SIGNER_PROXY_CLIENT => Some(Kind::Client),
             SIGNER_PROXY_SERVER => Some(Kind::Server),
+            SIGNER_KUBE_APISERVER_CLIENT => Some(Kind::Front),
             _ => None,
         }
     }
@@ -50,16 +65,50 @@ impl Kind {
         match self {
             Kind::Client => PROXY_CLIENT_CN_PREFIX,
             Kind::Server => PROXY_SERVER_CN_PREFIX,
+            Kind::Front => PROXY_FRONT_CN_PREFIX,
         }
+    }
+
+    /// The subject's required organization, besides the common name.
+    fn organization(self) -> Option<&'static str> {
+        (self == Kind::Front).then_some(PROXY_FRONT_GROUP)
+    }
+
+    /// Whether raven-controller signs approved requests (else kube-controller-manager does).
+    pub fn signed_here(self) -> bool {
+        self != Kind::Front
     }
 
     /// The exact `spec.usages` set.
     pub fn usages(self) -> [&'static str; 2] {
         match self {
-            Kind::Client => ["digital signature", "client auth"],
+            Kind::Client | Kind::Front => ["digital signature", "client auth"],
             Kind::Server => ["digital signature", "server auth"],
         }
     }
+}
+
+/// Whether a request of `kind`'s signer is ours to decide: always for our own signers; for
+/// Kubernetes' client signer only when the request parses and its common name starts with
+/// [`PROXY_FRONT_CN_PREFIX`] (other users of that signer, e.g. an administrator's own
+/// requests, are never approved or denied by us).
+pub fn is_ours(kind: Kind, request_pem: &[u8]) -> bool {
+    if kind != Kind::Front {
+        return true;
+    }
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(request_pem) else {
+        return false;
+    };
+    let Ok((_, csr)) = X509CertificationRequest::from_der(&pem.contents) else {
+        return false;
+    };
+    csr.certification_request_info
+        .subject
+        .iter_common_name()
+        .any(|cn| {
+            cn.as_str()
+                .is_ok_and(|cn| cn.starts_with(PROXY_FRONT_CN_PREFIX))
+        })
 }
 
 /// A denial: the CSR condition's reason (CamelCase) and message.
@@ -107,18 +156,27 @@ pub fn parse(kind: Kind, request_pem: &[u8]) -> Result<Parsed, Denial> {
     csr.verify_signature()
         .map_err(|_| deny("BadRequest", "the request's signature does not verify"))?;
     let subject = &csr.certification_request_info.subject;
-    let attrs: Vec<_> = subject.iter_attributes().collect();
+    let attrs = subject.iter_attributes().count();
     let cn = subject
         .iter_common_name()
         .next()
         .and_then(|a| a.as_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if attrs.len() != 1 || cn.is_empty() {
+    let orgs: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    let want_orgs: Vec<&str> = kind.organization().into_iter().collect();
+    if attrs != 1 + want_orgs.len() || cn.is_empty() || orgs != want_orgs {
+        let o = kind
+            .organization()
+            .map(|o| format!(", O={o}"))
+            .unwrap_or_default();
         return Err(deny(
             "BadSubject",
             format!(
-                "the subject must be exactly CN={}<node>, got {subject}",
+                "the subject must be exactly CN={}<node>{o}, got {subject}",
                 kind.prefix()
             ),
         ));
@@ -160,7 +218,7 @@ pub fn parse(kind: Kind, request_pem: &[u8]) -> Result<Parsed, Denial> {
             }
         }
     }
-    if kind == Kind::Client && !(dns_names.is_empty() && ips.is_empty()) {
+    if kind != Kind::Server && !(dns_names.is_empty() && ips.is_empty()) {
         return Err(deny(
             "BadSubjectAltNames",
             "a proxy client certificate carries no subject alternative names",
@@ -201,6 +259,9 @@ pub struct NodeFacts {
     pub exists: bool,
     /// Its status addresses and the public IPs of its Gateway endpoints.
     pub allowed_ips: BTreeSet<IpAddr>,
+    /// It is an active proxy endpoint of an exposed Gateway now
+    /// ([`raven_api::gateway::v1beta1::Gateway::proxy_server_on`]).
+    pub proxy_server: bool,
 }
 
 /// Approve (`Ok`) or deny a parsed request. `raven_node_user` is the raven-node
@@ -261,6 +322,16 @@ pub fn decide(
             format!("node {:?} does not exist", parsed.node),
         ));
     }
+    if kind == Kind::Front && !node.proxy_server {
+        return Err(deny(
+            "NotProxyServer",
+            format!(
+                "node {:?} is not an active proxy endpoint of an exposed Gateway; only proxy \
+                 servers call kubelets",
+                parsed.node
+            ),
+        ));
+    }
     if let Some(d) = parsed.dns_names.iter().find(|d| **d != parsed.node) {
         return Err(deny(
             "BadSubjectAltNames",
@@ -288,13 +359,18 @@ mod tests {
     const SA: &str = "system:serviceaccount:kube-system:raven-node";
 
     fn csr(cn: &str, extra_dn: bool, sans: Vec<SanType>) -> Vec<u8> {
+        let orgs: &[&str] = if extra_dn { &["system:masters"] } else { &[] };
+        csr_in(cn, orgs, sans)
+    }
+
+    /// A request for `cn` in the groups `orgs`.
+    fn csr_in(cn: &str, orgs: &[&str], sans: Vec<SanType>) -> Vec<u8> {
         let key = KeyPair::generate().expect("key");
         let mut p = CertificateParams::default();
         p.distinguished_name = DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, cn);
-        if extra_dn {
-            p.distinguished_name
-                .push(DnType::OrganizationName, "system:masters");
+        for o in orgs {
+            p.distinguished_name.push(DnType::OrganizationName, *o);
         }
         p.subject_alt_names = sans;
         p.serialize_request(&key)
@@ -316,7 +392,48 @@ mod tests {
         NodeFacts {
             exists: true,
             allowed_ips: ["10.0.0.1".parse().expect("ip")].into_iter().collect(),
+            proxy_server: false,
         }
+    }
+
+    fn proxy_server_facts() -> NodeFacts {
+        NodeFacts {
+            proxy_server: true,
+            ..facts()
+        }
+    }
+
+    const FRONT: &str = "raven:proxy-fronts";
+
+    #[test]
+    fn only_front_subjects_of_the_kubernetes_client_signer_are_ours() {
+        let front = csr_in("raven-proxy-front:a", &[FRONT], vec![]);
+        let admin = csr_in("alice", &["system:masters"], vec![]);
+        let cases: [(&str, Kind, &[u8], bool); 6] = [
+            ("front request", Kind::Front, &front, true),
+            (
+                "front prefix, bad groups",
+                Kind::Front,
+                &csr("raven-proxy-front:a", true, vec![]),
+                true,
+            ),
+            ("someone else's", Kind::Front, &admin, false),
+            ("garbage", Kind::Front, b"hello", false),
+            ("our client signer", Kind::Client, &admin, true),
+            ("our server signer, garbage", Kind::Server, b"hello", true),
+        ];
+        for (what, kind, pem, want) in cases {
+            assert_eq!(is_ours(kind, pem), want, "{what}");
+        }
+        assert_eq!(
+            Kind::of_signer("kubernetes.io/kube-apiserver-client"),
+            Some(Kind::Front)
+        );
+        assert_eq!(
+            Kind::of_signer("kubernetes.io/kube-apiserver-client-kubelet"),
+            None
+        );
+        assert!(!Kind::Front.signed_here() && Kind::Client.signed_here());
     }
 
     fn strs(v: &[&str]) -> Vec<String> {
@@ -386,6 +503,42 @@ mod tests {
                 Err("BadRequest"),
             ),
             (
+                "front ok",
+                Kind::Front,
+                csr_in("raven-proxy-front:a", &[FRONT], vec![]),
+                Ok("a"),
+            ),
+            (
+                "front without its group",
+                Kind::Front,
+                csr("raven-proxy-front:a", false, vec![]),
+                Err("BadSubject"),
+            ),
+            (
+                "front in system:masters",
+                Kind::Front,
+                csr_in("raven-proxy-front:a", &["system:masters"], vec![]),
+                Err("BadSubject"),
+            ),
+            (
+                "front in a second group",
+                Kind::Front,
+                csr_in("raven-proxy-front:a", &[FRONT, "system:masters"], vec![]),
+                Err("BadSubject"),
+            ),
+            (
+                "front with a SAN",
+                Kind::Front,
+                csr_in("raven-proxy-front:a", &[FRONT], vec![dns("a")]),
+                Err("BadSubjectAltNames"),
+            ),
+            (
+                "client subject on the front signer",
+                Kind::Front,
+                csr_in("raven-proxy-client:a", &[FRONT], vec![]),
+                Err("BadSubject"),
+            ),
+            (
                 "a certificate instead",
                 Kind::Client,
                 b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
@@ -432,6 +585,11 @@ mod tests {
                 false,
                 vec![SanType::IpAddress("8.8.8.8".parse().expect("ip"))],
             ),
+        )
+        .expect("ok");
+        let front = parse(
+            Kind::Front,
+            &csr_in("raven-proxy-front:a", &[FRONT], vec![]),
         )
         .expect("ok");
         let cu = strs(&["client auth", "digital signature"]);
@@ -564,6 +722,51 @@ mod tests {
                 node_user("a"),
                 NodeFacts::default(),
                 Err("UnknownNode"),
+            ),
+            (
+                "front on a proxy server, own node",
+                Kind::Front,
+                &front,
+                cu.clone(),
+                sa(Some("a")),
+                proxy_server_facts(),
+                Ok(()),
+            ),
+            (
+                "front on a node that is no proxy server",
+                Kind::Front,
+                &front,
+                cu.clone(),
+                sa(Some("a")),
+                facts(),
+                Err("NotProxyServer"),
+            ),
+            (
+                "front for a proxy server, asked by another node",
+                Kind::Front,
+                &front,
+                cu.clone(),
+                sa(Some("b")),
+                proxy_server_facts(),
+                Err("NodeMismatch"),
+            ),
+            (
+                "front with key encipherment",
+                Kind::Front,
+                &front,
+                strs(&["digital signature", "key encipherment", "client auth"]),
+                sa(Some("a")),
+                proxy_server_facts(),
+                Err("BadUsages"),
+            ),
+            (
+                "front, unbound token",
+                Kind::Front,
+                &front,
+                cu.clone(),
+                sa(None),
+                proxy_server_facts(),
+                Err("RequesterNotBound"),
             ),
             (
                 "server with own IP",

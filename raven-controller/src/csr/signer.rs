@@ -54,7 +54,7 @@ pub fn sign(
     params.subject_alt_names = sans;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![match kind {
-        Kind::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        Kind::Client | Kind::Front => ExtendedKeyUsagePurpose::ClientAuth,
         Kind::Server => ExtendedKeyUsagePurpose::ServerAuth,
     }];
     params.use_authority_key_identifier_extension = true;

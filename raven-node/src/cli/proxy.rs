@@ -32,15 +32,26 @@ pub(super) struct Settings {
 }
 
 /// The proxy's settings from the flags; in CSR mode the tunnel uses the CSR-issued
-/// certificates.
+/// certificates, and so does the front's kubelet leg (when it has kubelets' roots) unless its
+/// client certificate is given as files.
 pub(super) fn settings(c: &Common) -> Result<Settings, String> {
-    let csr = csr_settings(c)?;
+    let mut csr = csr_settings(c)?;
     let mut tunnel = c.proxy.then(|| proxy_config(c)).transpose()?;
     if let (Some(pc), Some(csr)) = (&mut tunnel, &csr) {
         pc.certs = csr.client_paths(&pc.node_name);
         pc.server_certs = Some(csr.server_paths(&pc.node_name));
     }
-    let front = front_settings(c, csr.as_ref())?;
+    let mut front = front_settings(c, csr.as_ref())?;
+    if let (Some(f), Some(csr)) = (&mut front, &mut csr)
+        && f.kubelet_ca.is_some()
+        && f.kubelet_client_cert.is_none()
+        && f.kubelet_client_key.is_none()
+    {
+        let pair = csr.front_pair_path(c.node_name.as_deref().unwrap_or_default());
+        f.kubelet_client_cert = Some(pair.clone());
+        f.kubelet_client_key = Some(pair);
+        csr.front = true;
+    }
     Ok(Settings { tunnel, front, csr })
 }
 
@@ -210,7 +221,15 @@ mod tests {
             argv.extend_from_slice(extra);
             config_of(&argv)
         };
-        let cfg = parse(&["--proxy", "--proxy-cert-dir", "/p", "--proxy-front"]).unwrap();
+        let cfg = parse(&[
+            "--proxy",
+            "--proxy-cert-dir",
+            "/p",
+            "--proxy-front",
+            "--proxy-kubelet-ca",
+            "/k-ca.crt",
+        ])
+        .unwrap();
         let csr = cfg.proxy_csr.expect("auto is csr in Kubernetes mode");
         assert_eq!(csr.dir, PathBuf::from("/p"));
         let pc = cfg.proxy.unwrap();
@@ -221,6 +240,29 @@ mod tests {
         let f = cfg.proxy_front.expect("front on");
         assert_eq!(f.cert, Some(PathBuf::from("/p/proxy-server-current.pem")));
         assert_eq!(f.https, Some("0.0.0.0:10263".parse().unwrap()));
+        // The kubelet leg's client certificate: the CSR-issued front certificate...
+        let front_pair = Some(PathBuf::from("/p/proxy-front-current.pem"));
+        assert_eq!(f.kubelet_client_cert, front_pair);
+        assert_eq!(f.kubelet_client_key, front_pair);
+        assert!(csr.front, "the front certificate is requested");
+        // ...unless given as files; and not requested without the front side.
+        let cfg = parse(&[
+            "--proxy",
+            "--proxy-front",
+            "--proxy-kubelet-client-cert",
+            "/k.crt",
+            "--proxy-kubelet-client-key",
+            "/k.key",
+        ])
+        .unwrap();
+        assert!(!cfg.proxy_csr.expect("csr").front);
+        let f = cfg.proxy_front.expect("front on");
+        assert_eq!(f.kubelet_client_cert, Some(PathBuf::from("/k.crt")));
+        assert!(!parse(&["--proxy"]).unwrap().proxy_csr.expect("csr").front);
+        // Without kubelets' roots the front has no TLS kubelet leg, so no certificate for it.
+        let cfg = parse(&["--proxy", "--proxy-front"]).unwrap();
+        assert!(!cfg.proxy_csr.expect("csr").front);
+        assert_eq!(cfg.proxy_front.expect("front on").kubelet_client_cert, None);
         // Explicit files mode keeps tls.crt & co; no proxy, no CSR.
         let cfg = parse(&["--proxy", "--proxy-certs", "files"]).unwrap();
         assert!(cfg.proxy_csr.is_none());

@@ -13,6 +13,12 @@
 //!   set changes, a new certificate is requested (upstream re-creates its server on a public
 //!   IP change for the same reason, openyurt#2191). It serves both the tunnel listener and the
 //!   HTTPS front side.
+//! - The **front** certificate (`kubernetes.io/kube-apiserver-client`, CN
+//!   `raven-proxy-front:<node>`, O `raven:proxy-fronts`), when [`CsrSettings::front`] is on:
+//!   the front side's client certificate towards kubelets. Requested with the server role
+//!   (raven-controller approves it only for proxy servers; kube-controller-manager signs it
+//!   with the cluster CA), and deleted when the role goes: it may call every kubelet's API, so
+//!   a node keeps it only while it needs it. Its lifetime is asked as [`FRONT_LIFETIME`].
 //!
 //! Shape: [`server_names`] is the pure plan (table-tested); [`ProxyCsr`] runs one
 //! `certs_kube::run` task per wanted certificate on the proxy's runtime and replaces the
@@ -41,7 +47,15 @@ pub struct CsrSettings {
     pub renew_fraction: f64,
     /// How long one CSR may wait for raven-controller.
     pub wait_timeout: Duration,
+    /// Request the front side's kubelet client certificate while a proxy server (off when the
+    /// front is off or given that certificate as files).
+    pub front: bool,
 }
+
+/// The front certificate's requested lifetime (`spec.expirationSeconds`): kube-controller-
+/// manager ≥ 1.22 honours it (older ones sign for `--cluster-signing-duration`), so a node
+/// that lost the server role holds a working copy for at most a day.
+pub const FRONT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl CsrSettings {
     /// Defaults in `dir`: renew at 2/3 of the lifetime, wait 5 minutes per CSR.
@@ -50,6 +64,7 @@ impl CsrSettings {
             dir,
             renew_fraction: 2.0 / 3.0,
             wait_timeout: Duration::from_secs(300),
+            front: false,
         }
     }
 
@@ -57,6 +72,9 @@ impl CsrSettings {
         let mut c = KubeCertConfig::new(node, kind, &self.dir);
         c.renew_fraction = self.renew_fraction;
         c.wait_timeout = self.wait_timeout;
+        if kind == CertKind::Front {
+            c.expiration = Some(FRONT_LIFETIME);
+        }
         c
     }
 
@@ -68,6 +86,11 @@ impl CsrSettings {
     /// The server certificate's files, as the tunnel listener and the front side read them.
     pub fn server_paths(&self, node: &str) -> CertPaths {
         self.cfg(node, CertKind::Server).cert_paths()
+    }
+
+    /// The front certificate's file (certificate and key), as the front's kubelet leg reads it.
+    pub fn front_pair_path(&self, node: &str) -> PathBuf {
+        self.cfg(node, CertKind::Front).pair_path()
     }
 }
 
@@ -108,6 +131,7 @@ pub fn server_names(gateways: &[Gateway], node: &str) -> Option<ServerNames> {
 struct Tasks {
     client: Option<JoinHandle<()>>,
     server: Option<(ServerNames, JoinHandle<()>)>,
+    front: Option<JoinHandle<()>>,
 }
 
 /// The running certificate requesters; dropping it stops them (the files stay).
@@ -165,19 +189,23 @@ impl ProxyCsr {
             tasks: Mutex::new(Tasks {
                 client: Some(task),
                 server: None,
+                front: None,
             }),
         }
     }
 
     /// Feeds a Gateway snapshot: starts, replaces (names changed) or stops the server
     /// certificate's requester. A stopped requester leaves its files (a node that becomes a
-    /// server again reuses a still-valid certificate with the same names).
+    /// server again reuses a still-valid certificate with the same names). The front
+    /// certificate's requester starts and stops with the server role; its file is deleted
+    /// when the role goes.
     pub fn update(&self, gateways: &[Gateway]) {
         let want = server_names(gateways, &self.node);
         let mut tasks = match self.tasks.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
+        self.update_front(&mut tasks, want.is_some() && self.settings.front);
         if tasks.server.as_ref().map(|(n, _)| n) == want.as_ref() {
             return;
         }
@@ -197,6 +225,31 @@ impl ProxyCsr {
     }
 }
 
+impl ProxyCsr {
+    fn update_front(&self, tasks: &mut Tasks, wanted: bool) {
+        match (wanted, tasks.front.take()) {
+            (true, Some(running)) => tasks.front = Some(running),
+            (true, None) => {
+                tracing::info!("proxy front kubelet client certificate wanted (proxy server)");
+                let cfg = self.settings.cfg(&self.node, CertKind::Front);
+                tasks.front = Some(spawn_kind(&self.rt, &self.client, cfg));
+            }
+            (false, Some(running)) => {
+                running.abort();
+                let path = self.settings.front_pair_path(&self.node);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(),
+                        "proxy front kubelet client certificate deleted (no longer a proxy server)"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(path = %path.display(),
+                        "deleting the proxy front kubelet client certificate: {e}"),
+                }
+            }
+            (false, None) => {}
+        }
+    }
+}
+
 impl Drop for ProxyCsr {
     fn drop(&mut self) {
         let tasks = match self.tasks.get_mut() {
@@ -207,6 +260,9 @@ impl Drop for ProxyCsr {
             t.abort();
         }
         if let Some((_, t)) = tasks.server.take() {
+            t.abort();
+        }
+        if let Some(t) = tasks.front.take() {
             t.abort();
         }
     }
@@ -288,5 +344,8 @@ mod tests {
         assert!(c.ca.ends_with("proxy-client-ca.crt"), "{c:?}");
         let sv = s.server_paths("n");
         assert!(sv.cert.ends_with("proxy-server-current.pem"), "{sv:?}");
+        assert!(s.front_pair_path("n").ends_with("proxy-front-current.pem"));
+        assert_eq!(s.cfg("n", CertKind::Front).expiration, Some(FRONT_LIFETIME));
+        assert_eq!(s.cfg("n", CertKind::Server).expiration, None);
     }
 }

@@ -1,6 +1,9 @@
 //! Proxy certificates in Kubernetes mode: this node's key, a CSR for Raven's signer
 //! (`raven.openyurt.io/proxy-client` or `/proxy-server`), which raven-controller approves and
-//! signs only for the node the requester is bound to, and the files the proxy reloads.
+//! signs only for the node the requester is bound to, and the files the proxy reloads. The
+//! front side's kubelet client certificate ([`CertKind::Front`]) is requested the same way
+//! from Kubernetes' `kubernetes.io/kube-apiserver-client` signer: raven-controller approves,
+//! kube-controller-manager signs, and no CA file is written.
 //!
 //! Files, in the configured directory (all written with a temporary file, fsync and rename):
 //! - `proxy-<kind>-ca.crt`: the CA bundle to trust (from the CSR answer: raven-controller puts
@@ -32,19 +35,26 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use raven_api::wellknown::{
-    PROXY_CLIENT_CN_PREFIX, PROXY_SERVER_CN_PREFIX, SIGNER_PROXY_CLIENT, SIGNER_PROXY_SERVER,
+    PROXY_CLIENT_CN_PREFIX, PROXY_FRONT_CN_PREFIX, PROXY_FRONT_GROUP, PROXY_SERVER_CN_PREFIX,
+    SIGNER_KUBE_APISERVER_CLIENT, SIGNER_PROXY_CLIENT, SIGNER_PROXY_SERVER,
 };
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, SanType};
 use tracing::{info, warn};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Which certificate: the edge tunnel client's or the cloud proxy server's.
+/// Which certificate: the edge tunnel client's, the cloud proxy server's, or the cloud front
+/// side's client certificate towards kubelets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertKind {
     /// Client certificate (`raven.openyurt.io/proxy-client`).
     Client,
     /// Server certificate (`raven.openyurt.io/proxy-server`).
     Server,
+    /// The front side's kubelet client certificate (`kubernetes.io/kube-apiserver-client`,
+    /// CN `raven-proxy-front:<node>`, O `raven:proxy-fronts`): raven-controller approves it
+    /// for proxy servers only, kube-controller-manager signs it with the cluster CA kubelets
+    /// trust. Its answer carries no CA bundle (kubelets' roots are configured separately).
+    Front,
 }
 
 impl CertKind {
@@ -52,6 +62,7 @@ impl CertKind {
         match self {
             CertKind::Client => SIGNER_PROXY_CLIENT,
             CertKind::Server => SIGNER_PROXY_SERVER,
+            CertKind::Front => SIGNER_KUBE_APISERVER_CLIENT,
         }
     }
 
@@ -59,6 +70,7 @@ impl CertKind {
         match self {
             CertKind::Client => PROXY_CLIENT_CN_PREFIX,
             CertKind::Server => PROXY_SERVER_CN_PREFIX,
+            CertKind::Front => PROXY_FRONT_CN_PREFIX,
         }
     }
 
@@ -66,13 +78,19 @@ impl CertKind {
         match self {
             CertKind::Client => "client",
             CertKind::Server => "server",
+            CertKind::Front => "front",
         }
+    }
+
+    /// Whether the signed answer carries the CA bundle to trust (our signers do).
+    fn carries_ca(self) -> bool {
+        self != CertKind::Front
     }
 
     /// The usages raven-controller accepts, exactly.
     pub fn usages(self) -> Vec<String> {
         let last = match self {
-            CertKind::Client => "client auth",
+            CertKind::Client | CertKind::Front => "client auth",
             CertKind::Server => "server auth",
         };
         vec!["digital signature".to_owned(), last.to_owned()]
@@ -122,7 +140,7 @@ impl KubeCertConfig {
             .join(format!("proxy-{}-current.pem", self.kind.word()))
     }
 
-    /// Path of the CA bundle file.
+    /// Path of the CA bundle file (not written for [`CertKind::Front`]).
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join(format!("proxy-{}-ca.crt", self.kind.word()))
     }
@@ -207,7 +225,9 @@ pub fn renew_at(not_before: i64, not_after: i64, fraction: f64) -> i64 {
 /// right common name and is not expired. (Whether it is due for renewal is in `renew_at`.)
 pub fn current(cfg: &KubeCertConfig) -> Option<Issued> {
     let pem = std::fs::read(cfg.pair_path()).ok()?;
-    std::fs::metadata(cfg.ca_path()).ok()?;
+    if cfg.kind.carries_ca() {
+        std::fs::metadata(cfg.ca_path()).ok()?;
+    }
     let blocks: Vec<x509_parser::pem::Pem> = x509_parser::pem::Pem::iter_from_buffer(&pem)
         .collect::<Result<_, _>>()
         .ok()?;
@@ -284,6 +304,11 @@ fn key_and_request(cfg: &KubeCertConfig) -> Result<(KeyPair, String), CertError>
     params
         .distinguished_name
         .push(DnType::CommonName, cfg.common_name());
+    if cfg.kind == CertKind::Front {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, PROXY_FRONT_GROUP);
+    }
     if cfg.kind == CertKind::Server {
         for d in &cfg.dns_names {
             params.subject_alt_names.push(SanType::DnsName(
@@ -365,8 +390,8 @@ pub async fn request_once(client: &Client, cfg: &KubeCertConfig) -> Result<Issue
     install(cfg, &chain, &key)
 }
 
-/// Splits the signed chain (leaf, then CA bundle), checks the leaf is for our key and name,
-/// and writes the CA bundle, then the certificate + key.
+/// Splits the signed chain (leaf, then CA bundle, except for [`CertKind::Front`]), checks the
+/// leaf is for our key and name, and writes the CA bundle, then the certificate + key.
 fn install(cfg: &KubeCertConfig, chain: &str, key: &KeyPair) -> Result<Issued, CertError> {
     let blocks: Vec<x509_parser::pem::Pem> =
         x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes())
@@ -375,7 +400,7 @@ fn install(cfg: &KubeCertConfig, chain: &str, key: &KeyPair) -> Result<Issued, C
     let (leaf_block, ca_blocks) = blocks
         .split_first()
         .ok_or_else(|| CertError::Crypto("empty signed certificate".into()))?;
-    if ca_blocks.is_empty() {
+    if ca_blocks.is_empty() && cfg.kind.carries_ca() {
         return Err(CertError::Crypto(
             "the signed certificate carries no CA bundle".into(),
         ));
@@ -410,8 +435,10 @@ fn install(cfg: &KubeCertConfig, chain: &str, key: &KeyPair) -> Result<Issued, C
         out.push_str("-----END CERTIFICATE-----\n");
         out
     };
-    let ca_bundle: String = ca_blocks.iter().map(pem_of).collect();
-    write_atomic(&cfg.ca_path(), ca_bundle.as_bytes(), 0o644)?;
+    if cfg.kind.carries_ca() {
+        let ca_bundle: String = ca_blocks.iter().map(pem_of).collect();
+        write_atomic(&cfg.ca_path(), ca_bundle.as_bytes(), 0o644)?;
+    }
     let pair = format!("{}{}", pem_of(leaf_block), key.serialize_pem());
     write_atomic(&cfg.pair_path(), pair.as_bytes(), 0o600)?;
     let not_before = leaf.validity().not_before.timestamp();
@@ -502,6 +529,29 @@ mod tests {
         cfg.kind = CertKind::Server;
         let (_, pem) = key_and_request(&cfg).expect("csr");
         assert!(pem.contains("CERTIFICATE REQUEST"));
+        // The front's kubelet identity: its node in the CN, the RBAC group in O, no SANs.
+        cfg.kind = CertKind::Front;
+        let (_, pem) = key_and_request(&cfg).expect("csr");
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        let (_, req) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .expect("csr");
+        assert_eq!(
+            req.certification_request_info.subject.to_string(),
+            "CN=raven-proxy-front:edge-1, O=raven:proxy-fronts"
+        );
+        assert!(
+            req.requested_extensions()
+                .is_none_or(|mut e| e.next().is_none())
+        );
+        assert_eq!(
+            CertKind::Front.signer(),
+            "kubernetes.io/kube-apiserver-client"
+        );
+        assert_eq!(
+            CertKind::Front.usages(),
+            ["digital signature", "client auth"]
+        );
     }
 
     #[test]
@@ -533,5 +583,13 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // The front's certificate comes from kube-controller-manager as the leaf alone.
+        let front = KubeCertConfig::new("edge-1", CertKind::Front, dir.path());
+        let leaf = mk("raven-proxy-front:edge-1", &key);
+        let issued = install(&front, &leaf, &key).expect("install front");
+        assert!(!front.ca_path().exists(), "no CA file for the front");
+        assert_eq!(current(&front).map(|c| c.serial), Some(issued.serial));
+        let client_named = mk("raven-proxy-client:edge-1", &key);
+        assert!(install(&front, &client_named, &key).is_err());
     }
 }

@@ -1,0 +1,314 @@
+//! The proxy front's kubelet client certificate through the CSR API, on a real
+//! kube-apiserver 1.20.2 with the real raven-controller approving and the real
+//! kube-controller-manager signing with the cluster CA (`kubernetes.io/kube-apiserver-client`),
+//! as in a cluster. Replaces the Secret every node used to mount:
+//! - a proxy server (the active proxy endpoint of the exposed Gateway, elected by the
+//!   controller) gets `CN=raven-proxy-front:<node>, O=raven:proxy-fronts`, signed by the cluster
+//!   CA; kube-apiserver authenticates it, and `deploy/rbac/node` lets it reach the kubelet API
+//!   and nothing else;
+//! - an edge node is denied (`NotProxyServer`), and so is the cloud node once its Gateway is no
+//!   longer exposed;
+//! - other users' requests to that signer are left alone (never approved or denied);
+//! - raven-node's wiring (`daemon::proxy_certs::ProxyCsr`) requests it with the server role and
+//!   deletes it when the role goes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use raven_api::gateway::v1beta1::Gateway;
+use raven_node::daemon::proxy_certs::{CsrSettings, ProxyCsr};
+use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
+use raven_tests::cluster_signer::request_as_cert;
+use raven_tests::csr_cluster::{CsrCluster, GatewayNode, node_client};
+use raven_tests::kube::{ADMIN_TOKEN, KubeApiServer, wait_for};
+use serde_json::{Value, json};
+
+const CLOUD: &str = "fc-cloud-1";
+const EDGE: &str = "fc-edge-1";
+const GW: &str = "/apis/raven.openyurt.io/v1beta1/gateways";
+const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+const T: Duration = Duration::from_secs(60);
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn gateway(name: &str, node: &str, exposed: bool) -> Value {
+    let mut endpoint = json!({"nodeName": node, "type": "proxy", "port": 10262});
+    if exposed {
+        endpoint["publicIP"] = json!("203.0.113.10");
+    }
+    let mut gw = json!({"apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
+        "metadata": {"name": name},
+        "spec": {"proxyConfig": {"Replicas": 1}, "tunnelConfig": {"Replicas": 1},
+                 "endpoints": [endpoint]}});
+    if exposed {
+        gw["spec"]["exposeType"] = json!("PublicIP");
+    }
+    gw
+}
+
+/// The Gateways as the API server has them.
+fn gateways(api: &KubeApiServer) -> Vec<Gateway> {
+    let list = api.get_json(GW).expect("list").expect("gateways");
+    serde_json::from_value(list["items"].clone()).expect("gateways")
+}
+
+/// Waits until the controller has (or has not) elected `node` as `gw`'s active proxy endpoint.
+fn wait_active_proxy(api: &KubeApiServer, gw: &str, node: &str, want: bool) {
+    wait_for(
+        T,
+        &format!("{gw}: {node} active proxy endpoint = {want}"),
+        || {
+            let g = api
+                .get_json(&format!("{GW}/{gw}"))
+                .map_err(|e| e.to_string())?;
+            let active = g
+                .as_ref()
+                .and_then(|g| g["status"]["activeEndpoints"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e["nodeName"] == node && e["type"] == "proxy");
+            Ok((active == want).then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn cfg(node: &str, dir: &Path) -> KubeCertConfig {
+    let mut c = KubeCertConfig::new(node, CertKind::Front, dir);
+    c.wait_timeout = T;
+    c
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn denial(r: Result<certs_kube::Issued, CertError>) -> String {
+    match r {
+        Err(CertError::Refused { kind, reason, .. }) => {
+            assert_eq!(kind, "Denied");
+            reason
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+/// What kube-apiserver's authorizer says the certificate's holder may do.
+fn may(api: &KubeApiServer, pair: &Path, verb: &str, resource: &str, sub: &str) -> bool {
+    let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "subresource": sub}}});
+    let (status, body) = request_as_cert(
+        api,
+        pair,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        Some(&review.to_string()),
+    )
+    .expect("SelfSubjectAccessReview");
+    assert_eq!(status, 201, "the certificate must authenticate: {body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    v["status"]["allowed"].as_bool().unwrap_or(false)
+}
+
+#[test]
+fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
+    let mut c = CsrCluster::start_with_cluster_signer(&[
+        GatewayNode {
+            name: CLOUD,
+            ip: "192.168.50.1".into(),
+            gateway: "gw-cloud",
+        },
+        GatewayNode {
+            name: EDGE,
+            ip: "192.168.51.1".into(),
+            gateway: "gw-edge",
+        },
+    ])
+    .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
+    let api = &c.api;
+    for (name, node, exposed) in [("gw-cloud", CLOUD, true), ("gw-edge", EDGE, false)] {
+        api.admin("POST", GW, Some(&gateway(name, node, exposed).to_string()))
+            .expect("create Gateway");
+    }
+    wait_active_proxy(api, "gw-cloud", CLOUD, true);
+    wait_active_proxy(api, "gw-edge", EDGE, true);
+
+    // Someone else's request to the same signer (an administrator's own user): never ours.
+    let foreign = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=alice",
+    ]);
+    let foreign_csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "alice-client"},
+        "spec": {"request": base64(foreign.as_bytes()),
+                 "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["digital signature", "client auth"]}});
+    api.admin("POST", CSRS, Some(&foreign_csr.to_string()))
+        .expect("foreign CSR");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let rt = rt();
+    let (cloud, edge) = rt.block_on(async {
+        (
+            node_client(
+                api,
+                &format!("system:node:{CLOUD}"),
+                &format!("token-{CLOUD}"),
+            )
+            .await,
+            node_client(
+                api,
+                &format!("system:node:{EDGE}"),
+                &format!("token-{EDGE}"),
+            )
+            .await,
+        )
+    });
+
+    // The proxy server gets it, signed by the cluster CA (kube-controller-manager).
+    let front = cfg(CLOUD, &dir.path().join("cloud"));
+    std::fs::create_dir_all(&front.dir).expect("dir");
+    rt.block_on(certs_kube::request_once(&cloud, &front))
+        .unwrap_or_else(|e| {
+            let kcm = c.signer.as_ref().map(|s| s.kcm.log_text()).unwrap_or_default();
+            panic!("front certificate for the proxy server: {e}\nkube-controller-manager:\n{kcm}\ncontroller:\n{}", c.controller.log_text())
+        });
+    let pair = front.pair_path();
+    let ca = c.signer.as_ref().expect("signer").ca.cert();
+    let out = openssl(&[
+        "verify",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        &ca.to_string_lossy(),
+        &pair.to_string_lossy(),
+    ]);
+    assert!(out.contains(": OK"), "{out}");
+    let subject = openssl(&["x509", "-in", &pair.to_string_lossy(), "-noout", "-subject"]);
+    assert!(
+        subject.contains("CN = raven-proxy-front:fc-cloud-1")
+            && subject.contains("O = raven:proxy-fronts"),
+        "{subject}"
+    );
+    assert!(!front.ca_path().exists(), "no CA file for the front");
+
+    // kube-apiserver authenticates it; the RBAC of deploy/rbac/node gives the kubelet API only.
+    assert!(may(api, &pair, "create", "nodes", "proxy"), "nodes/proxy");
+    assert!(may(api, &pair, "get", "nodes", "metrics"), "nodes/metrics");
+    assert!(!may(api, &pair, "get", "secrets", ""), "secrets");
+    assert!(!may(api, &pair, "get", "nodes", ""), "nodes");
+    let (status, _) = request_as_cert(api, &pair, "GET", "/api/v1/secrets", None).expect("GET");
+    assert_eq!(status, 403, "the front's identity reads no API object");
+
+    // An edge node is not a proxy server: denied, nothing written.
+    let edge_front = cfg(EDGE, &dir.path().join("edge"));
+    std::fs::create_dir_all(&edge_front.dir).expect("dir");
+    assert_eq!(
+        denial(rt.block_on(certs_kube::request_once(&edge, &edge_front))),
+        "NotProxyServer"
+    );
+    assert!(!edge_front.pair_path().exists());
+
+    // The foreign request was seen (the controller acted on later ones) and left alone.
+    let alice = api
+        .get_json(&format!("{CSRS}/alice-client"))
+        .expect("GET")
+        .expect("alice-client");
+    assert!(
+        alice["status"]["conditions"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "someone else's request must be left alone: {alice}"
+    );
+
+    // raven-node's wiring: requested with the server role, deleted when it goes.
+    let mut settings = CsrSettings::new(dir.path().join("daemon"));
+    settings.front = true;
+    settings.wait_timeout = T;
+    let pair = settings.front_pair_path(CLOUD);
+    let csr = ProxyCsr::start(rt.handle().clone(), cloud.clone(), CLOUD, settings);
+    csr.update(&gateways(api));
+    wait_for(T, "the daemon's front certificate", || {
+        Ok(std::fs::read_to_string(&pair)
+            .ok()
+            .filter(|p| p.contains("PRIVATE KEY")))
+    })
+    .unwrap_or_else(|e| panic!("{e}\ncontroller:\n{}", c.controller.log_text()));
+    let subject = openssl(&["x509", "-in", &pair.to_string_lossy(), "-noout", "-subject"]);
+    assert!(
+        subject.contains("raven-proxy-front:fc-cloud-1"),
+        "{subject}"
+    );
+
+    // The cloud Gateway stops being exposed: the node drops the certificate, and the
+    // controller refuses it a new one.
+    let patch = json!({"spec": {"exposeType": null}});
+    api.request(
+        ADMIN_TOKEN,
+        "PATCH",
+        &format!("{GW}/gw-cloud"),
+        Some(&patch.to_string()),
+    )
+    .expect("PATCH");
+    wait_for(T, "gw-cloud not exposed", || {
+        Ok(gateways(api)
+            .iter()
+            .all(|g| !g.proxy_server_on(CLOUD))
+            .then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    csr.update(&gateways(api));
+    assert!(
+        !pair.exists(),
+        "the front certificate is deleted with the role"
+    );
+    let again = cfg(CLOUD, &dir.path().join("again"));
+    std::fs::create_dir_all(&again.dir).expect("dir");
+    assert_eq!(
+        denial(rt.block_on(certs_kube::request_once(&cloud, &again))),
+        "NotProxyServer"
+    );
+    drop(csr);
+    assert!(c.controller.running(), "{}", c.controller.log_text());
+}
+
+fn base64(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("base64");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b)
+        .expect("write");
+    let out = child.wait_with_output().expect("base64");
+    String::from_utf8(out.stdout).expect("utf8")
+}
