@@ -19,6 +19,7 @@
 //! certificate it manages itself; [`csr`] approves and signs the proxy certificates of Raven's
 //! signers.
 
+pub mod bound_pod;
 pub mod csr;
 pub mod dns;
 pub mod domains;

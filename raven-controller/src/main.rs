@@ -155,7 +155,8 @@ struct RunArgs {
     #[arg(long, env = "RAVEN_PROXY_CA_SECRET", default_value = csr::DEFAULT_CA_SECRET)]
     proxy_ca_secret: String,
     /// User name of raven-node's ServiceAccount (its pod-bound tokens may request proxy
-    /// certificates for the node their pod runs on).
+    /// certificates for the node their pod runs on, and change only that node's own tunnel
+    /// endpoints in Gateways).
     #[arg(long, env = "RAVEN_NODE_USER", default_value = csr::DEFAULT_RAVEN_NODE_USER)]
     raven_node_user: String,
     /// Lifetime of issued proxy certificates, in hours.
@@ -182,6 +183,7 @@ fn webhook_settings(a: &RunArgs) -> Option<WebhookSettings> {
         crd: raven_api::wellknown::GATEWAY_CRD_NAME.to_owned(),
         policy: webhook::certs::Policy::default(),
         recheck: Duration::from_secs(a.webhook_recheck_seconds),
+        raven_node_user: a.raven_node_user.clone(),
     })
 }
 

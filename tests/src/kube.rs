@@ -533,6 +533,40 @@ impl KubeApiServer {
         Ok(names)
     }
 
+    /// A token of raven-node's ServiceAccount (`kube-system/raven-node`, from
+    /// `deploy/rbac/node`) from the TokenRequest API, bound to a new pod `pod` on `node` (never
+    /// run: there is no kubelet), as the DaemonSet's projected token is; `pod` `None`: a token
+    /// bound to no pod.
+    pub fn raven_node_token(&self, pod: Option<(&str, &str)>) -> Result<String, KubeError> {
+        const NS: &str = "/api/v1/namespaces/kube-system";
+        let mut spec = serde_json::json!({"expirationSeconds": 3600});
+        if let Some((pod, node)) = pod {
+            let p = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod, "namespace": "kube-system"},
+                "spec": {"nodeName": node, "serviceAccountName": "raven-node",
+                    "automountServiceAccountToken": false,
+                    "containers": [{"name": "raven-node", "image": "raven-node:test"}]}});
+            let created = self
+                .admin("POST", &format!("{NS}/pods"), Some(&p.to_string()))?
+                .json()?;
+            spec["boundObjectRef"] = serde_json::json!({"kind": "Pod", "apiVersion": "v1",
+                "name": pod, "uid": created["metadata"]["uid"]});
+        }
+        let tr = serde_json::json!({"apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest", "spec": spec});
+        let answer = self
+            .admin(
+                "POST",
+                &format!("{NS}/serviceaccounts/raven-node/token"),
+                Some(&tr.to_string()),
+            )?
+            .json()?;
+        answer["status"]["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| err(format!("TokenRequest answered without a token: {answer}")))
+    }
+
     /// GET as admin, parsed; `None` on 404.
     pub fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, KubeError> {
         let r = self.request(ADMIN_TOKEN, "GET", path, None)?;

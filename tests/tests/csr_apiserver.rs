@@ -213,57 +213,11 @@ fn node_certificates_signed_for_own_node_denied_otherwise() {
 #[test]
 fn pod_bound_service_account_tokens_bind_to_the_pod_node() {
     let c = setup();
-    let mut tokens = Vec::new();
-    for (pod, node) in [("raven-node-a", "node-a"), ("raven-node-b", "node-b")] {
-        let p = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": pod, "namespace": "kube-system"},
-            "spec": {"nodeName": node, "serviceAccountName": "raven-node",
-                "automountServiceAccountToken": false,
-                "containers": [{"name": "raven-node", "image": "raven-node:test"}]}});
-        let created = c
-            .api
-            .admin(
-                "POST",
-                "/api/v1/namespaces/kube-system/pods",
-                Some(&p.to_string()),
-            )
-            .expect("pod")
-            .json()
-            .expect("pod json");
-        let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600, "boundObjectRef": {"kind": "Pod",
-                "apiVersion": "v1", "name": pod, "uid": created["metadata"]["uid"]}}});
-        let token = c
-            .api
-            .admin(
-                "POST",
-                "/api/v1/namespaces/kube-system/serviceaccounts/raven-node/token",
-                Some(&tr.to_string()),
-            )
-            .expect("TokenRequest")
-            .json()
-            .expect("token json")["status"]["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
-        tokens.push(token);
-    }
-    let unbound = {
-        let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600}});
-        c.api
-            .admin(
-                "POST",
-                "/api/v1/namespaces/kube-system/serviceaccounts/raven-node/token",
-                Some(&tr.to_string()),
-            )
-            .expect("TokenRequest")
-            .json()
-            .expect("json")["status"]["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
-    };
+    let tokens: Vec<String> = [("raven-node-a", "node-a"), ("raven-node-b", "node-b")]
+        .into_iter()
+        .map(|pod| c.api.raven_node_token(Some(pod)).expect("pod-bound token"))
+        .collect();
+    let unbound = c.api.raven_node_token(None).expect("unbound token");
     let dir = tempfile::tempdir().expect("tmp");
     rt().block_on(async {
         let pod_a = node_client(&c.api, "pod-a", &tokens[0]).await;

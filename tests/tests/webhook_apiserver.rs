@@ -467,3 +467,132 @@ fn two_replicas_share_one_certificate() {
     let list = get(&c, ALPHA);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(12));
 }
+
+/// raven-node's Gateway writes are bound to its node (`webhook/node_writes.rs`): with the
+/// DaemonSet's identity (the raven-node ServiceAccount, pod-bound tokens from the TokenRequest
+/// API, RBAC from `deploy/rbac/node`), a node's agent may write its own tunnel endpoint's public
+/// key and IP, and nothing else; a token bound to no pod may write nothing; administrators are
+/// not restricted.
+#[test]
+fn node_agents_change_only_their_own_tunnel_endpoints() {
+    let c = setup();
+    c.api
+        .apply_dir(&repo().join("deploy/rbac/node"))
+        .expect("apply the node RBAC");
+    let port = free_port(&c.ip);
+    set_endpoints(&c, &[port]);
+    let ctl = start_controller(&c, port, "nodes");
+    wait_injected(&c, &[&ctl]);
+    // (An empty publicIP reaches the API server's schema check as null: leave it out.)
+    let endpoints = |key_a: &str, ip_b: &str| {
+        let mut b = json!({"nodeName": "node-b", "type": "tunnel", "port": 4500});
+        if !ip_b.is_empty() {
+            b["publicIP"] = json!(ip_b);
+        }
+        json!([{"nodeName": "node-a", "type": "tunnel", "port": 4500, "config": {"publicKey": key_a}},
+               b,
+               {"nodeName": "node-a", "type": "proxy", "port": 10262}])
+    };
+    let gw = json!({"apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
+        "metadata": {"name": "gw-nodes"},
+        "spec": {"proxyConfig": {"Replicas": 1}, "tunnelConfig": {"Replicas": 1},
+                 "endpoints": endpoints("key-a0", "")}});
+    let r = write_when_reachable(&c, "POST", BETA, &gw);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let token_a = c
+        .api
+        .raven_node_token(Some(("raven-node-a", "node-a")))
+        .expect("token a");
+    let token_b = c
+        .api
+        .raven_node_token(Some(("raven-node-b", "node-b")))
+        .expect("token b");
+    let unbound = c.api.raven_node_token(None).expect("unbound token");
+    let path = format!("{BETA}/gw-nodes");
+    // A merge patch carrying every endpoint, as raven-node's write-back sends it.
+    let patch = |token: &str, body: Value| {
+        c.api
+            .request(token, "PATCH", &path, Some(&body.to_string()))
+            .expect("PATCH")
+    };
+    let own_key = json!({"spec": {"endpoints": endpoints("key-a1", "")}});
+    let cases = [
+        (
+            "node-a writes its own key",
+            &token_a,
+            own_key.clone(),
+            200,
+            "",
+        ),
+        (
+            "node-b writes node-a's key",
+            &token_b,
+            json!({"spec": {"endpoints": endpoints("key-b", "")}}),
+            403,
+            "spec.endpoints[0]",
+        ),
+        (
+            "node-b writes its own IP",
+            &token_b,
+            json!({"spec": {"endpoints": endpoints("key-a1", "203.0.113.2")}}),
+            200,
+            "",
+        ),
+        (
+            "node-a exposes the Gateway",
+            &token_a,
+            json!({"spec": {"exposeType": "PublicIP"}}),
+            403,
+            "beyond its own",
+        ),
+        (
+            "node-a labels the Gateway",
+            &token_a,
+            json!({"metadata": {"labels": {"x": "y"}}}),
+            403,
+            "metadata.labels",
+        ),
+        (
+            "a token bound to no pod",
+            &unbound,
+            json!({"spec": {"endpoints": endpoints("key-u", "203.0.113.2")}}),
+            403,
+            "pod-bound",
+        ),
+    ];
+    for (what, token, body, want, says) in cases {
+        let r = patch(token, body);
+        assert_eq!(r.status, want, "{what}: {}\n{}", r.body, ctl.log_text());
+        assert!(r.body.contains(says), "{what}: {}", r.body);
+    }
+    let stored = get(&c, &path);
+    assert_eq!(
+        stored["spec"]["endpoints"],
+        json!([{"nodeName": "node-a", "type": "tunnel", "port": 4500, "config": {"publicKey": "key-a1"}},
+               {"nodeName": "node-b", "type": "tunnel", "port": 4500, "publicIP": "203.0.113.2"},
+               {"nodeName": "node-a", "type": "proxy", "port": 10262}]),
+        "only the allowed writes landed"
+    );
+    assert!(stored["spec"].get("exposeType").is_none(), "{stored}");
+    // The pod behind node-a's token is gone: its token names no node any more.
+    c.api
+        .admin(
+            "DELETE",
+            "/api/v1/namespaces/kube-system/pods/raven-node-a?gracePeriodSeconds=0",
+            None,
+        )
+        .expect("delete pod");
+    let r = patch(
+        &token_a,
+        json!({"spec": {"endpoints": endpoints("key-a2", "203.0.113.2")}}),
+    );
+    assert!(
+        r.status == 401 || r.status == 403,
+        "deleted pod's token: {} {}",
+        r.status,
+        r.body
+    );
+    // Administrators are not restricted.
+    let r = patch(ADMIN_TOKEN, json!({"spec": {"exposeType": "PublicIP"}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -28,15 +28,15 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use raven_api::gateway::v1beta1;
-use raven_api::wellknown::{EXTRA_POD_NAME, EXTRA_POD_UID};
 use tracing::{info, warn};
 
+use crate::bound_pod;
 use crate::webhook::certs;
 use policy::{Kind, NodeFacts, Requester};
 
@@ -323,19 +323,10 @@ async fn requester(
 ) -> Result<Requester, String> {
     let username = csr.spec.username.clone().unwrap_or_default();
     let mut pod_node = None;
-    if username == s.raven_node_user {
-        let extra = csr.spec.extra.clone().unwrap_or_default();
-        let first = |k: &str| extra.get(k).and_then(|v| v.first()).cloned();
-        if let (Some(pod), Some(uid)) = (first(EXTRA_POD_NAME), first(EXTRA_POD_UID)) {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &s.namespace);
-            match pods.get_opt(&pod).await {
-                Ok(Some(p)) if p.metadata.uid.as_deref() == Some(uid.as_str()) => {
-                    pod_node = p.spec.and_then(|sp| sp.node_name);
-                }
-                Ok(_) => {}
-                Err(e) => return Err(format!("get pod {pod}: {e}")),
-            }
-        }
+    if username == s.raven_node_user
+        && let Some(pod) = bound_pod::pod_binding(&csr.spec.extra.clone().unwrap_or_default())
+    {
+        pod_node = bound_pod::node_of_pod(client, &s.namespace, &pod).await?;
     }
     Ok(Requester {
         username,

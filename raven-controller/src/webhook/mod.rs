@@ -16,6 +16,7 @@
 //! one replica is picked up by the others, and re-applies the CA bundle only where it differs.
 
 pub mod certs;
+pub mod node_writes;
 pub mod review;
 pub mod server;
 
@@ -67,6 +68,9 @@ pub struct WebhookSettings {
     pub policy: Policy,
     /// How often to re-read the Secret and re-check the CA bundles.
     pub recheck: Duration,
+    /// raven-node's ServiceAccount user: its Gateway writes are bound to its pod's node
+    /// ([`node_writes`]).
+    pub raven_node_user: String,
 }
 
 fn now_unix() -> i64 {
@@ -83,9 +87,14 @@ pub async fn run(client: Client, settings: WebhookSettings) {
     let slot = Arc::new(server::CertSlot::default());
     let serve_slot = slot.clone();
     let bind = settings.bind;
+    let writers = Arc::new(server::NodeWriters {
+        client: client.clone(),
+        raven_node_user: settings.raven_node_user.clone(),
+        namespace: settings.namespace.clone(),
+    });
     tokio::spawn(async move {
         loop {
-            if let Err(e) = server::serve(bind, serve_slot.clone()).await {
+            if let Err(e) = server::serve(bind, serve_slot.clone(), writers.clone()).await {
                 warn!("{e}; retrying in 5 s");
             }
             tokio::time::sleep(Duration::from_secs(5)).await;

@@ -1,17 +1,24 @@
 //! The three webhook handlers as pure functions from request body to response body: Gateway
 //! defaulting (`AdmissionReview` → JSON Patch), Gateway validation (`AdmissionReview` →
-//! allowed / denied with Kubernetes' `Invalid` status) and CRD conversion (`ConversionReview`).
-//! No I/O, so every case is table-tested here; [`super::server`] only moves bytes.
+//! allowed / denied with Kubernetes' `Invalid` status, or `Forbidden` for a node agent
+//! changing what is not its own, [`super::node_writes`]) and CRD conversion
+//! (`ConversionReview`). No I/O, so every case is table-tested here; [`super::server`] moves
+//! bytes and resolves the requesting node of a pod-bound token ([`requester`]) before calling
+//! [`validate`].
 //!
 //! Failure modes follow the API server's expectations: a body that is not a review at all gets
 //! an HTTP 400 (the API server then applies the webhook's failurePolicy, `Fail` for ours);
 //! a review whose object cannot be read is answered with `allowed: false` (validation and
 //! defaulting) or `result.status: Failure` (conversion), never with a half-converted list.
 
+use std::collections::BTreeMap;
+
 use raven_api::gateway::{conversion, defaults, v1beta1, validation};
 use raven_api::wellknown::{GATEWAY_KIND, GROUP};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use super::node_writes::{self, UserInfo, Writer};
 
 /// A body that is not a review: the server answers 400 with this text.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +36,41 @@ struct AdmissionRequest {
     object: Option<Value>,
     #[serde(default)]
     old_object: Option<Value>,
+    #[serde(default)]
+    user_info: RequestUser,
+}
+
+/// `AdmissionReview.request.userInfo`.
+#[derive(Debug, Default, Deserialize)]
+struct RequestUser {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Who sent an admission request: the user and, for a pod-bound ServiceAccount token, the
+/// `(name, uid)` of its pod (the server resolves that to a node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requester {
+    /// User name and groups.
+    pub user: UserInfo,
+    /// The pod a pod-bound token names.
+    pub pod: Option<(String, String)>,
+}
+
+/// The requester of an admission request.
+pub fn requester(body: &[u8]) -> Result<Requester, BadReview> {
+    let (_, req) = parse_admission(body)?;
+    Ok(Requester {
+        pod: crate::bound_pod::pod_binding(&req.user_info.extra),
+        user: UserInfo {
+            username: req.user_info.username,
+            groups: req.user_info.groups,
+        },
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,15 +219,17 @@ fn base64_encode(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// Validating webhook: the API crate's rules on CREATE and UPDATE; anything else is allowed
-/// (the configuration only sends CREATE and UPDATE). Denials carry Kubernetes' `Invalid`
-/// status, `Gateway.raven.openyurt.io "<name>" is invalid: [...]`, like upstream's
-/// `apierrors.NewInvalid`, with one cause per field error.
-pub fn validate(body: &[u8]) -> Result<Vec<u8>, BadReview> {
+/// Validating webhook: the API crate's rules on CREATE and UPDATE, then what `writer` may
+/// change ([`node_writes::check`]); anything else is allowed (the configuration only sends
+/// CREATE and UPDATE). Invalid objects are denied with Kubernetes' `Invalid` status,
+/// `Gateway.raven.openyurt.io "<name>" is invalid: [...]`, like upstream's
+/// `apierrors.NewInvalid`, with one cause per field error; a node agent's change to what is
+/// not its own with `Forbidden` (403).
+pub fn validate(body: &[u8], writer: &Writer) -> Result<Vec<u8>, BadReview> {
     let (api_version, req) = parse_admission(body)?;
     let uid = req.uid.clone();
     let response = match req.operation.as_str() {
-        "CREATE" | "UPDATE" => match validate_request(&req) {
+        "CREATE" | "UPDATE" => match validate_request(&req, writer) {
             Ok(()) => AdmissionResponse {
                 uid,
                 allowed: true,
@@ -208,14 +252,17 @@ pub fn validate(body: &[u8]) -> Result<Vec<u8>, BadReview> {
 }
 
 /// `Err` is the `metav1.Status` of the denial.
-fn validate_request(req: &AdmissionRequest) -> Result<(), Value> {
+fn validate_request(req: &AdmissionRequest, writer: &Writer) -> Result<(), Value> {
     let bad = |e: String| status(400, "BadRequest", e, Vec::new());
     let new = read_gateway(req.object.as_ref(), "object").map_err(bad)?;
-    let result = if req.operation == "UPDATE" {
-        let old = read_gateway(req.old_object.as_ref(), "oldObject").map_err(bad)?;
-        validation::validate_update(&old, &new)
+    let old = if req.operation == "UPDATE" {
+        Some(read_gateway(req.old_object.as_ref(), "oldObject").map_err(bad)?)
     } else {
-        validation::validate(&new)
+        None
+    };
+    let result = match &old {
+        Some(old) => validation::validate_update(old, &new),
+        None => validation::validate(&new),
     };
     result.map_err(|errs| {
         let causes = errs
@@ -228,6 +275,16 @@ fn validate_request(req: &AdmissionRequest) -> Result<(), Value> {
             new.name()
         );
         status(422, "Invalid", message, causes)
+    })?;
+    // `new` has passed the defaulting webhook; default `old` the same way, so defaults added
+    // now (a Gateway stored before the webhooks were installed) are not the writer's change.
+    let old = old.map(|mut o| {
+        defaults::default_gateway(&mut o);
+        o
+    });
+    node_writes::check(writer, old.as_ref(), &new).map_err(|e| {
+        let message = format!("{GATEWAY_KIND}.{GROUP} {:?} is forbidden: {e}", new.name());
+        status(403, "Forbidden", message, Vec::new())
     })
 }
 
@@ -461,7 +518,7 @@ mod tests {
             ("delete is allowed", "DELETE", json!(null), None, None),
         ];
         for (case, op, object, old, want) in cases {
-            let resp = response(&validate(&admission(op, object, old)).expect("review"));
+            let resp = response(&validate_other(&admission(op, object, old)).expect("review"));
             match want {
                 None => assert_eq!(resp["allowed"], true, "{case}: {resp}"),
                 Some(fragment) => {
@@ -485,7 +542,7 @@ mod tests {
     #[test]
     fn undecodable_object_is_denied_not_allowed() {
         let object = gw(json!({"endpoints": "not-a-list"}));
-        let resp = response(&validate(&admission("CREATE", object, None)).expect("review"));
+        let resp = response(&validate_other(&admission("CREATE", object, None)).expect("review"));
         assert_eq!(resp["allowed"], false);
         assert_eq!(resp["status"]["code"], 400);
     }
@@ -494,9 +551,80 @@ mod tests {
     fn garbage_bodies_are_bad_reviews() {
         for body in [&b""[..], b"{", b"{}", b"[]", b"{\"request\":null}"] {
             assert!(mutate(body).is_err(), "{body:?}");
-            assert!(validate(body).is_err(), "{body:?}");
+            assert!(validate_other(body).is_err(), "{body:?}");
+            assert!(requester(body).is_err(), "{body:?}");
             assert!(convert(body).is_err(), "{body:?}");
         }
+    }
+
+    fn validate_other(body: &[u8]) -> Result<Vec<u8>, BadReview> {
+        validate(body, &Writer::Other)
+    }
+
+    #[test]
+    fn node_agents_are_forbidden_what_is_not_theirs() {
+        // As stored and as the defaulting webhook leaves it (selector, ports).
+        let spec = |ip: &str| {
+            json!({"proxyConfig": {"Replicas": 1}, "tunnelConfig": {"Replicas": 1},
+                "nodeSelector": {"matchLabels": {"raven.openyurt.io/gateway": "gw-a"}},
+                "endpoints": [{"nodeName": "a", "type": "tunnel", "port": 4500, "publicIP": ip},
+                              {"nodeName": "b", "type": "tunnel", "port": 4500}]})
+        };
+        let old = gw(spec(""));
+        let mut body: Value = serde_json::from_slice(&admission(
+            "UPDATE",
+            gw(spec("203.0.113.1")),
+            Some(old.clone()),
+        ))
+        .expect("json");
+        body["request"]["userInfo"] = json!({
+            "username": "system:serviceaccount:kube-system:raven-node",
+            "groups": ["system:serviceaccounts"],
+            "extra": {"authentication.kubernetes.io/pod-name": ["raven-node-x"],
+                      "authentication.kubernetes.io/pod-uid": ["uid-x"]}});
+        let body = body.to_string().into_bytes();
+        let who = requester(&body).expect("requester");
+        assert_eq!(
+            who.user.username,
+            "system:serviceaccount:kube-system:raven-node"
+        );
+        assert_eq!(who.pod, Some(("raven-node-x".into(), "uid-x".into())));
+        // Node a sets its own public IP; node b may not; unchecked users may.
+        let own = response(&validate(&body, &Writer::Node("a".into())).expect("review"));
+        assert_eq!(own["allowed"], true, "{own}");
+        let other = response(&validate(&body, &Writer::Node("b".into())).expect("review"));
+        assert_eq!(other["allowed"], false, "{other}");
+        assert_eq!(other["status"]["code"], 403);
+        assert_eq!(other["status"]["reason"], "Forbidden");
+        let msg = other["status"]["message"].as_str().expect("message");
+        assert!(
+            msg.contains("\"gw-a\" is forbidden") && msg.contains("spec.endpoints[0]"),
+            "{msg}"
+        );
+        assert_eq!(
+            response(&validate_other(&body).expect("review"))["allowed"],
+            true
+        );
+        // Defaults the mutating webhook adds on the way are not the node's change.
+        let mut bare_old = old.clone();
+        bare_old["spec"]["endpoints"][1]
+            .as_object_mut()
+            .expect("endpoint")
+            .remove("port");
+        bare_old["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("nodeSelector");
+        let body = admission("UPDATE", gw(spec("203.0.113.1")), Some(bare_old));
+        let own = response(&validate(&body, &Writer::Node("a".into())).expect("review"));
+        assert_eq!(own["allowed"], true, "{own}");
+        // Validation errors still come first, with their own status.
+        let create = admission("CREATE", gw(spec("not-an-ip")), None);
+        let invalid = response(&validate(&create, &Writer::Node("a".into())).expect("review"));
+        assert_eq!(invalid["status"]["code"], 422, "{invalid}");
+        let create_ok = admission("CREATE", gw(spec("")), None);
+        let forbidden = response(&validate(&create_ok, &Writer::Node("a".into())).expect("review"));
+        assert_eq!(forbidden["status"]["code"], 403, "{forbidden}");
     }
 
     fn conversion_review(desired: &str, objects: Vec<Value>) -> Vec<u8> {

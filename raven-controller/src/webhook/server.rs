@@ -22,7 +22,47 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::node_writes::{self, Writer};
 use super::review;
+
+/// What the validating webhook needs to tell node agents apart ([`node_writes`]): the API
+/// client to look up the pod a pod-bound token names, raven-node's ServiceAccount user and the
+/// namespace of its pods.
+#[derive(Clone)]
+pub struct NodeWriters {
+    /// API client (reads Pods).
+    pub client: kube::Client,
+    /// raven-node's ServiceAccount user name.
+    pub raven_node_user: String,
+    /// Namespace of raven-node's pods.
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for NodeWriters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeWriters")
+            .field("raven_node_user", &self.raven_node_user)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeWriters {
+    /// The writer of a request: a raven-node token's pod is looked up (a failed lookup leaves
+    /// it unbound, so its writes are refused, never let through).
+    async fn writer(&self, r: &review::Requester) -> Writer {
+        let mut pod_node = None;
+        if r.user.username == self.raven_node_user
+            && let Some(pod) = &r.pod
+        {
+            match crate::bound_pod::node_of_pod(&self.client, &self.namespace, pod).await {
+                Ok(n) => pod_node = n,
+                Err(e) => warn!("Gateway admission: {e}; the write is refused"),
+            }
+        }
+        node_writes::writer(&r.user, &self.raven_node_user, pod_node.as_deref())
+    }
+}
 
 /// Path of the mutating (defaulting) webhook, as upstream.
 pub const PATH_MUTATE: &str = "/mutate-raven-openyurt-io-v1beta1-gateway";
@@ -101,15 +141,23 @@ pub fn tls_config(slot: Arc<CertSlot>) -> Result<rustls::ServerConfig, String> {
 }
 
 /// Binds `addr` and serves forever (errors of single connections are logged, not returned).
-pub async fn serve(addr: SocketAddr, slot: Arc<CertSlot>) -> Result<(), String> {
+pub async fn serve(
+    addr: SocketAddr,
+    slot: Arc<CertSlot>,
+    writers: Arc<NodeWriters>,
+) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("webhook server cannot bind {addr}: {e}"))?;
-    serve_listener(listener, slot).await
+    serve_listener(listener, slot, writers).await
 }
 
 /// Serves on an already bound listener.
-pub async fn serve_listener(listener: TcpListener, slot: Arc<CertSlot>) -> Result<(), String> {
+pub async fn serve_listener(
+    listener: TcpListener,
+    slot: Arc<CertSlot>,
+    writers: Arc<NodeWriters>,
+) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(slot)?));
     info!(addr = ?listener.local_addr().ok(), "webhook server listening");
     loop {
@@ -122,6 +170,7 @@ pub async fn serve_listener(listener: TcpListener, slot: Arc<CertSlot>) -> Resul
             }
         };
         let acceptor = acceptor.clone();
+        let writers = writers.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -134,7 +183,7 @@ pub async fn serve_listener(listener: TcpListener, slot: Arc<CertSlot>) -> Resul
                     return;
                 }
             };
-            let service = hyper::service::service_fn(handle);
+            let service = hyper::service::service_fn(move |req| handle(req, writers.clone()));
             if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await
@@ -158,17 +207,17 @@ fn text(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
     reply(status, "text/plain; charset=utf-8", msg.as_bytes().to_vec())
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    writers: Arc<NodeWriters>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
     if req.method() == Method::GET && path == "/healthz" {
         return Ok(text(StatusCode::OK, "ok"));
     }
-    let route: fn(&[u8]) -> Result<Vec<u8>, review::BadReview> = match path.as_str() {
-        PATH_MUTATE => review::mutate,
-        PATH_VALIDATE => review::validate,
-        PATH_CONVERT => convert_logged,
-        _ => return Ok(text(StatusCode::NOT_FOUND, "no such webhook")),
-    };
+    if ![PATH_MUTATE, PATH_VALIDATE, PATH_CONVERT].contains(&path.as_str()) {
+        return Ok(text(StatusCode::NOT_FOUND, "no such webhook"));
+    }
     if req.method() != Method::POST {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "POST only"));
     }
@@ -185,7 +234,15 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             });
         }
     };
-    Ok(match route(&body) {
+    let answer = match path.as_str() {
+        PATH_MUTATE => review::mutate(&body),
+        PATH_CONVERT => convert_logged(&body),
+        _ => match review::requester(&body) {
+            Ok(who) => review::validate(&body, &writers.writer(&who).await),
+            Err(e) => Err(e),
+        },
+    };
+    Ok(match answer {
         Ok(out) => reply(StatusCode::OK, "application/json", out),
         Err(e) => {
             warn!(path, "bad webhook request: {e}");
