@@ -5,11 +5,11 @@
 //! cluster; each node has an InternalIP (the controller only signs IP SANs it can attribute to
 //! the requesting node). Shared by the CSR tests and the CSR-to-tunnel test.
 //!
-//! [`CsrCluster::start_with_cluster_signer`] adds what the proxy front's kubelet client
-//! certificate needs: the cluster CA kube-apiserver trusts, kube-controller-manager signing
-//! `kubernetes.io/kube-apiserver-client` with it, the Gateway CRD and `raven-cfg` (the
-//! controller approves that certificate only for proxy servers, which it elects from Gateways),
-//! and Ready nodes labelled with their Gateway.
+//! Proxy server and front certificates go to proxy servers only, which the controller elects
+//! from Gateways, so the cluster has the Gateway CRD, `raven-cfg` with the proxy on, and Ready
+//! nodes labelled with their Gateway ([`CsrCluster::proxy_gateway`] creates one). The front's
+//! kubelet client certificate is signed by the cluster itself: a cluster CA kube-apiserver
+//! trusts and kube-controller-manager signing `kubernetes.io/kube-apiserver-client` with it.
 
 use std::path::PathBuf;
 
@@ -30,8 +30,8 @@ pub struct ClusterSigner {
 /// The API server and the signing controller; both stop on drop.
 #[derive(Debug)]
 pub struct CsrCluster {
-    /// The cluster's own signer, when started with it.
-    pub signer: Option<ClusterSigner>,
+    /// The cluster's own signer.
+    pub signer: ClusterSigner,
     /// raven-controller, started with `--proxy-cert-hours 1` (its shortest lifetime).
     pub controller: ControllerProcess,
     /// The API server.
@@ -73,36 +73,15 @@ fn repo() -> PathBuf {
 }
 
 impl CsrCluster {
-    /// Starts the API server with one user per node, applies the RBAC, creates the nodes with
-    /// their InternalIPs and starts the controller.
-    pub fn start(nodes: &[(&str, String)]) -> Result<Self, KubeError> {
-        let nodes: Vec<(&str, String, Option<&str>)> =
-            nodes.iter().map(|(n, ip)| (*n, ip.clone(), None)).collect();
-        Self::start_inner(&nodes, None)
-    }
-
-    /// Like [`start`](Self::start), plus the cluster's own signer, the Gateway CRD and
-    /// `raven-cfg` with the proxy on; nodes are Ready and labelled with their Gateway.
-    pub fn start_with_cluster_signer(nodes: &[GatewayNode<'_>]) -> Result<Self, KubeError> {
-        let nodes: Vec<(&str, String, Option<&str>)> = nodes
-            .iter()
-            .map(|n| (n.name, n.ip.clone(), Some(n.gateway)))
-            .collect();
-        Self::start_inner(&nodes, Some(ClusterCa::new()?))
-    }
-
-    fn start_inner(
-        nodes: &[(&str, String, Option<&str>)],
-        ca: Option<ClusterCa>,
-    ) -> Result<Self, KubeError> {
+    /// Starts the API server (trusting the cluster CA) with one user per node, applies the
+    /// RBAC, the Gateway CRD and `raven-cfg`, creates the nodes (Ready, with their InternalIP
+    /// and Gateway label), and starts raven-controller and kube-controller-manager.
+    pub fn start(nodes: &[GatewayNode<'_>]) -> Result<Self, KubeError> {
+        let ca = ClusterCa::new()?;
         let ctl = controller_user();
         let mut users = vec![ctl.clone()];
-        users.extend(nodes.iter().map(|(n, _, _)| node_user(n)));
-        let ca_flag = ca.as_ref().map(ClusterCa::apiserver_flag);
-        let api = KubeApiServer::start_with_args(
-            &users,
-            &ca_flag.iter().map(String::as_str).collect::<Vec<_>>(),
-        )?;
+        users.extend(nodes.iter().map(|n| node_user(n.name)));
+        let api = KubeApiServer::start_with_args(&users, &[&ca.apiserver_flag()])?;
         api.apply_dir(&repo().join("deploy/rbac"))?;
         api.apply_dir(&repo().join("deploy/rbac/node"))?;
         let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -114,7 +93,7 @@ impl CsrCluster {
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
             Some(&crb.to_string()),
         )?;
-        if ca.is_some() {
+        {
             let crd =
                 std::fs::read_to_string(repo().join("deploy/crds/raven.openyurt.io_gateways.yaml"))
                     .map_err(|e| KubeError(format!("read Gateway CRD: {e}")))?;
@@ -128,22 +107,18 @@ impl CsrCluster {
                 Some(&cfg.to_string()),
             )?;
         }
-        for (n, ip, gateway) in nodes {
-            let labels = gateway
-                .map(|g| json!({"raven.openyurt.io/gateway": g}))
-                .unwrap_or_else(|| json!({}));
+        for n in nodes {
             let node = json!({"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": n, "labels": labels}});
+                "metadata": {"name": n.name, "labels": {"raven.openyurt.io/gateway": n.gateway}}});
             api.admin("POST", "/api/v1/nodes", Some(&node.to_string()))?;
-            let mut st = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
-            if gateway.is_some() {
-                st["status"]["conditions"] = json!([{"type": "Ready", "status": "True",
-                    "reason": "Test", "lastHeartbeatTime": "2025-01-01T00:00:00Z",
-                    "lastTransitionTime": "2025-01-01T00:00:00Z"}]);
-            }
+            let st = json!({"status": {
+                "addresses": [{"type": "InternalIP", "address": n.ip}],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Test",
+                    "lastHeartbeatTime": "2025-01-01T00:00:00Z",
+                    "lastTransitionTime": "2025-01-01T00:00:00Z"}]}});
             api.admin(
                 "PATCH",
-                &format!("/api/v1/nodes/{n}/status"),
+                &format!("/api/v1/nodes/{}/status", n.name),
                 Some(&st.to_string()),
             )?;
         }
@@ -153,12 +128,9 @@ impl CsrCluster {
             api.dir().join("controller.log"),
             &["--no-nodepools", "--no-webhooks", "--proxy-cert-hours", "1"],
         )?;
-        let signer = match ca {
-            Some(ca) => Some(ClusterSigner {
-                kcm: ControllerManager::start(&api, &ca, "1h")?,
-                ca,
-            }),
-            None => None,
+        let signer = ClusterSigner {
+            kcm: ControllerManager::start(&api, &ca, "1h")?,
+            ca,
         };
         Ok(Self {
             signer,
@@ -166,4 +138,58 @@ impl CsrCluster {
             api,
         })
     }
+
+    /// Creates Gateway `name` with one proxy endpoint on `node` (port `port`, `public_ip` if
+    /// given; exposed as PublicIP when `exposed`) and waits until the controller has elected
+    /// it active. `proxy_http_ports`: the Gateway's `proxyHTTPPort`, if any.
+    pub fn proxy_gateway(
+        &self,
+        name: &str,
+        node: &str,
+        public_ip: Option<&str>,
+        port: u16,
+        proxy_http_ports: Option<&str>,
+    ) -> Result<(), KubeError> {
+        let mut endpoint = json!({"nodeName": node, "type": "proxy", "port": port});
+        let mut gw = json!({"apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
+            "metadata": {"name": name},
+            "spec": {"proxyConfig": {"Replicas": 1}, "tunnelConfig": {"Replicas": 1}}});
+        if let Some(ip) = public_ip {
+            endpoint["publicIP"] = json!(ip);
+            gw["spec"]["exposeType"] = json!("PublicIP");
+        }
+        if let Some(p) = proxy_http_ports {
+            gw["spec"]["proxyConfig"]["proxyHTTPPort"] = json!(p);
+        }
+        gw["spec"]["endpoints"] = json!([endpoint]);
+        self.api.admin("POST", GATEWAYS, Some(&gw.to_string()))?;
+        self.wait_active_proxy(name, node, true)
+    }
+
+    /// Waits until the controller has (`want`) or has not elected `node` as an active proxy
+    /// endpoint of Gateway `gw`.
+    pub fn wait_active_proxy(&self, gw: &str, node: &str, want: bool) -> Result<(), KubeError> {
+        crate::kube::wait_for(
+            std::time::Duration::from_secs(60),
+            &format!("{gw}: {node} active proxy endpoint = {want}"),
+            || {
+                let g = self
+                    .api
+                    .get_json(&format!("{GATEWAYS}/{gw}"))
+                    .map_err(|e| e.to_string())?;
+                let active = g
+                    .as_ref()
+                    .and_then(|g| g["status"]["activeEndpoints"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|e| e["nodeName"] == node && e["type"] == "proxy");
+                Ok((active == want).then_some(()))
+            },
+        )
+        .map(drop)
+        .map_err(|e| KubeError(format!("{e}\ncontroller:\n{}", self.controller.log_text())))
+    }
 }
+
+/// The Gateways collection.
+pub const GATEWAYS: &str = "/apis/raven.openyurt.io/v1beta1/gateways";

@@ -13,19 +13,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
-use raven_tests::csr_cluster::{CsrCluster, node_client};
+use raven_tests::csr_cluster::{CsrCluster, GatewayNode, node_client};
 use raven_tests::kube::wait_for;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 
+/// node-a is the proxy server (the elected proxy endpoint of exposed `gw-a`, public IP
+/// 198.51.100.1); node-b the proxy endpoint of `gw-b`, not exposed.
 fn setup() -> CsrCluster {
-    CsrCluster::start(&[
-        ("node-a", "10.0.0.1".to_string()),
-        ("node-b", "10.0.0.2".to_string()),
+    let c = CsrCluster::start(&[
+        GatewayNode {
+            name: "node-a",
+            ip: "10.0.0.1".into(),
+            gateway: "gw-a",
+        },
+        GatewayNode {
+            name: "node-b",
+            ip: "10.0.0.2".into(),
+            gateway: "gw-b",
+        },
     ])
-    .unwrap_or_else(|e| panic!("cannot start the CSR test cluster: {e}"))
+    .unwrap_or_else(|e| panic!("cannot start the CSR test cluster: {e}"));
+    c.proxy_gateway("gw-a", "node-a", Some("198.51.100.1"), 10262, None)
+        .and_then(|()| c.proxy_gateway("gw-b", "node-b", None, 10262, None))
+        .unwrap_or_else(|e| panic!("{e}"));
+    c
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -108,15 +122,29 @@ fn node_certificates_signed_for_own_node_denied_otherwise() {
         let again = certs_kube::ensure(&a, &ca_cfg).await.expect("reuse");
         assert_eq!(again.serial, issued.serial);
 
-        // Server certificate with the node's own address.
+        // Server certificate of the proxy server, with its own address and its elected
+        // public IP.
         let mut srv = cfg("node-a", CertKind::Server, &dir.path().join("a"));
         srv.dns_names = vec!["node-a".into()];
-        srv.ips = vec!["10.0.0.1".parse().expect("ip")];
+        srv.ips = vec![
+            "10.0.0.1".parse().expect("ip"),
+            "198.51.100.1".parse().expect("ip"),
+        ];
         certs_kube::ensure(&a, &srv)
             .await
             .unwrap_or_else(|e| panic!("node-a server cert: {e}"));
         let text = assert_verifies(&srv, "sslserver");
         assert!(text.contains("IP Address:10.0.0.1"), "{text}");
+        assert!(text.contains("IP Address:198.51.100.1"), "{text}");
+        // node-b is no proxy server (its Gateway is not exposed): no server certificate,
+        // even for its own address.
+        let mut srv_b = cfg("node-b", CertKind::Server, &dir.path().join("b-srv"));
+        srv_b.dns_names = vec!["node-b".into()];
+        srv_b.ips = vec!["10.0.0.2".parse().expect("ip")];
+        assert_eq!(
+            refused_reason(certs_kube::request_once(&b, &srv_b).await),
+            "NotProxyServer"
+        );
         // ... but not with another node's address.
         let mut srv_b_ip = srv.clone();
         srv_b_ip.dir = dir.path().join("a2");

@@ -20,13 +20,12 @@ use raven_api::gateway::v1beta1::Gateway;
 use raven_node::daemon::proxy_certs::{CsrSettings, ProxyCsr};
 use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
 use raven_tests::cluster_signer::request_as_cert;
-use raven_tests::csr_cluster::{CsrCluster, GatewayNode, node_client};
+use raven_tests::csr_cluster::{CsrCluster, GATEWAYS as GW, GatewayNode, node_client};
 use raven_tests::kube::{ADMIN_TOKEN, KubeApiServer, wait_for};
 use serde_json::{Value, json};
 
 const CLOUD: &str = "fc-cloud-1";
 const EDGE: &str = "fc-edge-1";
-const GW: &str = "/apis/raven.openyurt.io/v1beta1/gateways";
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 const T: Duration = Duration::from_secs(60);
 
@@ -38,46 +37,10 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn gateway(name: &str, node: &str, exposed: bool) -> Value {
-    let mut endpoint = json!({"nodeName": node, "type": "proxy", "port": 10262});
-    if exposed {
-        endpoint["publicIP"] = json!("203.0.113.10");
-    }
-    let mut gw = json!({"apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
-        "metadata": {"name": name},
-        "spec": {"proxyConfig": {"Replicas": 1}, "tunnelConfig": {"Replicas": 1},
-                 "endpoints": [endpoint]}});
-    if exposed {
-        gw["spec"]["exposeType"] = json!("PublicIP");
-    }
-    gw
-}
-
 /// The Gateways as the API server has them.
 fn gateways(api: &KubeApiServer) -> Vec<Gateway> {
     let list = api.get_json(GW).expect("list").expect("gateways");
     serde_json::from_value(list["items"].clone()).expect("gateways")
-}
-
-/// Waits until the controller has (or has not) elected `node` as `gw`'s active proxy endpoint.
-fn wait_active_proxy(api: &KubeApiServer, gw: &str, node: &str, want: bool) {
-    wait_for(
-        T,
-        &format!("{gw}: {node} active proxy endpoint = {want}"),
-        || {
-            let g = api
-                .get_json(&format!("{GW}/{gw}"))
-                .map_err(|e| e.to_string())?;
-            let active = g
-                .as_ref()
-                .and_then(|g| g["status"]["activeEndpoints"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .any(|e| e["nodeName"] == node && e["type"] == "proxy");
-            Ok((active == want).then_some(()))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn cfg(node: &str, dir: &Path) -> KubeCertConfig {
@@ -128,7 +91,7 @@ fn may(api: &KubeApiServer, pair: &Path, verb: &str, resource: &str, sub: &str) 
 
 #[test]
 fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
-    let mut c = CsrCluster::start_with_cluster_signer(&[
+    let mut c = CsrCluster::start(&[
         GatewayNode {
             name: CLOUD,
             ip: "192.168.50.1".into(),
@@ -142,12 +105,10 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     ])
     .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
     let api = &c.api;
-    for (name, node, exposed) in [("gw-cloud", CLOUD, true), ("gw-edge", EDGE, false)] {
-        api.admin("POST", GW, Some(&gateway(name, node, exposed).to_string()))
-            .expect("create Gateway");
-    }
-    wait_active_proxy(api, "gw-cloud", CLOUD, true);
-    wait_active_proxy(api, "gw-edge", EDGE, true);
+    c.proxy_gateway("gw-cloud", CLOUD, Some("203.0.113.10"), 10262, None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.proxy_gateway("gw-edge", EDGE, None, 10262, None)
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // Someone else's request to the same signer (an administrator's own user): never ours.
     let foreign = openssl(&[
@@ -193,11 +154,11 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     std::fs::create_dir_all(&front.dir).expect("dir");
     rt.block_on(certs_kube::request_once(&cloud, &front))
         .unwrap_or_else(|e| {
-            let kcm = c.signer.as_ref().map(|s| s.kcm.log_text()).unwrap_or_default();
+            let kcm = c.signer.kcm.log_text();
             panic!("front certificate for the proxy server: {e}\nkube-controller-manager:\n{kcm}\ncontroller:\n{}", c.controller.log_text())
         });
     let pair = front.pair_path();
-    let ca = c.signer.as_ref().expect("signer").ca.cert();
+    let ca = c.signer.ca.cert();
     let out = openssl(&[
         "verify",
         "-purpose",

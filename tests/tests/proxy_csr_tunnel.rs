@@ -28,7 +28,7 @@ use raven_node::proxy::certs_kube::{self, CertKind, KubeCertConfig};
 use raven_node::proxy::front::{FrontHandle, FrontMetrics};
 use raven_node::proxy::tunnel::metrics::ProxyMetrics;
 use raven_node::proxy::tunnel::{Proxy, ProxyConfig};
-use raven_tests::csr_cluster::{CsrCluster, node_client, node_user};
+use raven_tests::csr_cluster::{CsrCluster, GatewayNode, node_client, node_user};
 use raven_tests::kube::KubeApiServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -295,13 +295,37 @@ fn csr_issued_certificates_bring_the_tunnel_up_and_rotate_without_restart() {
     let (cloud_ip, edge_ip) = ips();
     // The server certificate's IP SANs (public IP = private IP here) must be node addresses
     // or Gateway public IPs for the controller to sign them.
-    let cluster = CsrCluster::start(&[(CLOUD, cloud_ip.to_string()), (EDGE, edge_ip.to_string())])
-        .unwrap_or_else(|e| panic!("cannot start the CSR test cluster: {e}"));
+    let cluster = CsrCluster::start(&[
+        GatewayNode {
+            name: CLOUD,
+            ip: cloud_ip.to_string(),
+            gateway: "gw-pk-cloud",
+        },
+        GatewayNode {
+            name: EDGE,
+            ip: edge_ip.to_string(),
+            gateway: "gw-pk-edge",
+        },
+    ])
+    .unwrap_or_else(|e| panic!("cannot start the CSR test cluster: {e}"));
     let (api, controller) = (&cluster.api, &cluster.controller);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let tunnel_port = free_port(cloud_ip);
     let port = echo(edge_ip);
+    // The controller signs server certificates for elected proxy servers only: the API has
+    // the Gateways the nodes are fed (the nodes' copies then drop and regain the role).
+    let ports = port.to_string();
+    cluster
+        .proxy_gateway(
+            "gw-pk-cloud",
+            CLOUD,
+            Some(&cloud_ip.to_string()),
+            tunnel_port,
+            Some(&ports),
+        )
+        .and_then(|()| cluster.proxy_gateway("gw-pk-edge", EDGE, None, tunnel_port, Some(&ports)))
+        .unwrap_or_else(|e| panic!("{e}"));
     let cloud = Node::start(
         api,
         CLOUD,

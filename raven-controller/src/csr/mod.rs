@@ -19,8 +19,7 @@
 pub mod policy;
 pub mod signer;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -335,46 +334,27 @@ async fn requester(
     })
 }
 
-/// Whether the node exists, its addresses, the public IPs of its Gateway endpoints, and
-/// whether it is a proxy server now.
+/// Observes the node's addresses and the Gateways for [`policy::node_facts`].
 async fn node_facts(client: &Client, node: &str) -> Result<NodeFacts, String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let Some(n) = nodes
+    let addresses = nodes
         .get_opt(node)
         .await
         .map_err(|e| format!("get node {node}: {e}"))?
-    else {
-        return Ok(NodeFacts::default());
-    };
-    let mut allowed_ips: BTreeSet<IpAddr> = n
-        .status
-        .and_then(|st| st.addresses)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.address.parse().ok())
-        .collect();
-    let mut proxy_server = false;
+        .map(|n| {
+            n.status
+                .and_then(|st| st.addresses)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| a.address.parse().ok())
+                .collect()
+        });
     let gateways: Api<v1beta1::Gateway> = Api::all(client.clone());
-    match gateways.list(&Default::default()).await {
-        Ok(list) => {
-            for gw in list.items {
-                proxy_server |= gw.proxy_server_on(node);
-                allowed_ips.extend(
-                    gw.spec
-                        .endpoints
-                        .iter()
-                        .filter(|e| e.node_name == node)
-                        .filter_map(|e| e.public_ip.parse::<IpAddr>().ok()),
-                );
-            }
-        }
-        // No Gateway CRD (e.g. proxy certificates before any Gateway): node addresses only.
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
+    let gateways = match gateways.list(&Default::default()).await {
+        Ok(list) => list.items,
+        // No Gateway CRD: no proxy servers (client certificates only).
+        Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
         Err(e) => return Err(format!("list gateways: {e}")),
-    }
-    Ok(NodeFacts {
-        exists: true,
-        allowed_ips,
-        proxy_server,
-    })
+    };
+    Ok(policy::node_facts(node, addresses, &gateways))
 }

@@ -19,15 +19,19 @@
 //!   account alone proves nothing about the node;
 //! - `spec.usages` is exactly `digital signature` + `client auth` (client, front) or `digital
 //!   signature` + `server auth` (server);
-//! - front only: the node is a proxy server now, an active proxy endpoint of an exposed Gateway.
-//!   That certificate may call every kubelet's API (exec into any pod), so edge nodes never get
-//!   one;
+//! - server and front: the node is a proxy server now, an active proxy endpoint of an exposed
+//!   Gateway. The front certificate may call every kubelet's API (exec into any pod), and a
+//!   server certificate is what edges trust as the cloud, so other nodes never get either;
 //! - the only requested extension is subjectAltName: none for a client or front; for a server, DNS
 //!   names limited to `<node>` and IP addresses limited to the node's own addresses and the
-//!   public IPs of its Gateway endpoints (what edge clients dial).
+//!   public IPs of its active proxy endpoints in Gateway status (what edge clients dial, as
+//!   the controller elected it; [`node_facts`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+
+use raven_api::gateway::EndpointType;
+use raven_api::gateway::v1beta1::Gateway;
 
 use raven_api::wellknown::{
     PROXY_CLIENT_CN_PREFIX, PROXY_FRONT_CN_PREFIX, PROXY_FRONT_GROUP, PROXY_SERVER_CN_PREFIX,
@@ -257,11 +261,38 @@ pub struct Requester {
 pub struct NodeFacts {
     /// The Node object exists.
     pub exists: bool,
-    /// Its status addresses and the public IPs of its Gateway endpoints.
+    /// Its status addresses and the public IPs of its active proxy endpoints of exposed
+    /// Gateways.
     pub allowed_ips: BTreeSet<IpAddr>,
     /// It is an active proxy endpoint of an exposed Gateway now
     /// ([`raven_api::gateway::v1beta1::Gateway::proxy_server_on`]).
     pub proxy_server: bool,
+}
+
+/// The facts about `node`, pure: `addresses` from its status (`None`: no such Node) and the
+/// Gateways. It is a proxy server when it is an active proxy endpoint of an exposed Gateway;
+/// the IPs its server certificate may carry are its addresses and the public IPs of those
+/// active endpoints (from status: elected by the controller, not merely claimed in a spec).
+pub fn node_facts(node: &str, addresses: Option<Vec<IpAddr>>, gateways: &[Gateway]) -> NodeFacts {
+    let Some(addresses) = addresses else {
+        return NodeFacts::default();
+    };
+    let mut facts = NodeFacts {
+        exists: true,
+        allowed_ips: addresses.into_iter().collect(),
+        proxy_server: false,
+    };
+    for gw in gateways.iter().filter(|g| g.proxy_server_on(node)) {
+        facts.proxy_server = true;
+        let status = gw.status.iter();
+        facts.allowed_ips.extend(
+            status
+                .flat_map(|s| s.active_endpoints_of(EndpointType::Proxy))
+                .filter(|e| e.node_name == node)
+                .filter_map(|e| e.public_ip_addr()),
+        );
+    }
+    facts
 }
 
 /// Approve (`Ok`) or deny a parsed request. `raven_node_user` is the raven-node
@@ -322,13 +353,18 @@ pub fn decide(
             format!("node {:?} does not exist", parsed.node),
         ));
     }
-    if kind == Kind::Front && !node.proxy_server {
+    if kind != Kind::Client && !node.proxy_server {
         return Err(deny(
             "NotProxyServer",
             format!(
                 "node {:?} is not an active proxy endpoint of an exposed Gateway; only proxy \
-                 servers call kubelets",
-                parsed.node
+                 servers get {} certificates",
+                parsed.node,
+                if kind == Kind::Front {
+                    "kubelet client"
+                } else {
+                    "proxy server"
+                }
             ),
         ));
     }
@@ -555,6 +591,91 @@ mod tests {
     }
 
     #[test]
+    fn node_facts_come_from_elected_proxy_endpoints_of_exposed_gateways() {
+        let gw = |name: &str, exposed: bool, spec_ip: &str, active: Vec<(&str, &str, &str)>| {
+            let active: Vec<serde_json::Value> = active
+                .into_iter()
+                .map(|(n, t, ip)| serde_json::json!({"nodeName": n, "type": t, "publicIP": ip}))
+                .collect();
+            let mut v = serde_json::json!({"apiVersion": "raven.openyurt.io/v1beta1",
+                "kind": "Gateway", "metadata": {"name": name},
+                "spec": {"endpoints": [{"nodeName": "a", "type": "proxy", "publicIP": spec_ip},
+                                       {"nodeName": "a", "type": "tunnel", "publicIP": "192.0.2.9"}]},
+                "status": {"activeEndpoints": active}});
+            if exposed {
+                v["spec"]["exposeType"] = serde_json::json!("PublicIP");
+            }
+            serde_json::from_value::<Gateway>(v).expect("gateway")
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let own = Some(vec![ip("10.0.0.1")]);
+        let ips = |f: &NodeFacts| {
+            f.allowed_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        // Elected in an exposed Gateway: a server, with the elected public IP (not the spec's,
+        // not the tunnel endpoint's).
+        let f = node_facts(
+            "a",
+            own.clone(),
+            &[gw(
+                "c",
+                true,
+                "198.51.100.7",
+                vec![
+                    ("a", "proxy", "198.51.100.1"),
+                    ("b", "proxy", "198.51.100.2"),
+                ],
+            )],
+        );
+        assert!(f.exists && f.proxy_server);
+        assert_eq!(ips(&f), ["10.0.0.1", "198.51.100.1"]);
+        // Elected, but the Gateway is not exposed; or only a tunnel endpoint; or not elected.
+        for (what, gws) in [
+            (
+                "not exposed",
+                vec![gw(
+                    "c",
+                    false,
+                    "198.51.100.7",
+                    vec![("a", "proxy", "198.51.100.1")],
+                )],
+            ),
+            (
+                "tunnel only",
+                vec![gw(
+                    "c",
+                    true,
+                    "198.51.100.7",
+                    vec![("a", "tunnel", "192.0.2.9")],
+                )],
+            ),
+            (
+                "another node",
+                vec![gw(
+                    "c",
+                    true,
+                    "198.51.100.7",
+                    vec![("b", "proxy", "198.51.100.2")],
+                )],
+            ),
+            ("no Gateways", vec![]),
+        ] {
+            let f = node_facts("a", own.clone(), &gws);
+            assert!(f.exists && !f.proxy_server, "{what}");
+            assert_eq!(ips(&f), ["10.0.0.1"], "{what}: only its own addresses");
+        }
+        let gone = node_facts(
+            "a",
+            None,
+            &[gw("c", true, "", vec![("a", "proxy", "198.51.100.1")])],
+        );
+        assert!(!gone.exists && !gone.proxy_server && gone.allowed_ips.is_empty());
+    }
+
+    #[test]
     fn tampered_request_fails_signature() {
         let pem = String::from_utf8(csr("raven-proxy-client:a", false, vec![])).expect("utf8");
         // Flip one base64 character in the middle of the body.
@@ -774,7 +895,7 @@ mod tests {
                 &server,
                 su.clone(),
                 node_user("a"),
-                facts(),
+                proxy_server_facts(),
                 Ok(()),
             ),
             (
@@ -783,8 +904,17 @@ mod tests {
                 &server_foreign_ip,
                 su.clone(),
                 node_user("a"),
-                facts(),
+                proxy_server_facts(),
                 Err("BadSubjectAltNames"),
+            ),
+            (
+                "server on a node that is no proxy server",
+                Kind::Server,
+                &server,
+                su.clone(),
+                node_user("a"),
+                facts(),
+                Err("NotProxyServer"),
             ),
         ];
         for (case, kind, parsed, usages, req, node, want) in cases {
