@@ -359,19 +359,9 @@ fn main() {
     let api = KubeApiServer::start_with_users(std::slice::from_ref(&user))
         .unwrap_or_else(|e| panic!("cannot start the test API server: {e}"));
     let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let crd = std::fs::read_to_string(repo.join("deploy/crds/raven.openyurt.io_gateways.yaml"))
-        .expect("CRD");
-    api.create_crd(&crd).expect("create CRD");
+    api.install_gateway_api()
+        .expect("Gateway CRD and raven-cfg");
     api.apply_dir(&repo.join("deploy/rbac")).expect("RBAC");
-    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "raven-cfg", "namespace": "kube-system"},
-        "data": {"enable-l7-proxy": "true", "enable-l3-tunnel": "true"}});
-    api.admin(
-        "POST",
-        "/api/v1/namespaces/kube-system/configmaps",
-        Some(&cfg.to_string()),
-    )
-    .expect("raven-cfg");
 
     let t = std::time::Instant::now();
     let bodies: Vec<String> = (0..nodes).map(|i| node_body(i, pools)).collect();

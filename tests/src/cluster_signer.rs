@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::kube::{ADMIN_TOKEN, KubeApiServer, KubeError, find_apiserver};
+use crate::kube::{ADMIN_TOKEN, KubeApiServer, KubeError, Response, find_apiserver};
 
 /// The cluster CA's files.
 #[derive(Debug)]
@@ -136,43 +136,14 @@ impl Drop for ControllerManager {
     }
 }
 
-/// `curl` as the holder of a client certificate (`cert_and_key`: PEM file with both): the
-/// HTTP status and body of `method path` with a JSON `body`.
+/// One HTTP request as the holder of a client certificate (`cert_and_key`: PEM file with
+/// both); `body` as for [`KubeApiServer::request`].
 pub fn request_as_cert(
     api: &KubeApiServer,
     cert_and_key: &Path,
     method: &str,
     path: &str,
     body: Option<&str>,
-) -> Result<(u16, String), KubeError> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-k", "--max-time", "30", "-X", method])
-        .arg("--cert")
-        .arg(cert_and_key)
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(format!("{}{}", api.url, path));
-    if let Some(b) = body {
-        cmd.args(["--data-binary", b]);
-    }
-    let out = cmd.output().map_err(|e| err(format!("spawn curl: {e}")))?;
-    if !out.status.success() {
-        return Err(err(format!(
-            "curl {method} {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (body, code) = text
-        .rsplit_once('\n')
-        .ok_or_else(|| err(format!("curl output without status line: {text}")))?;
-    let status = code
-        .trim()
-        .parse()
-        .map_err(|_| err(format!("bad status line {code:?}")))?;
-    Ok((status, body.to_owned()))
+) -> Result<Response, KubeError> {
+    api.request_with(&["--cert".into(), cert_and_key.into()], method, path, body)
 }

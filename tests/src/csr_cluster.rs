@@ -93,20 +93,7 @@ impl CsrCluster {
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
             Some(&crb.to_string()),
         )?;
-        {
-            let crd =
-                std::fs::read_to_string(repo().join("deploy/crds/raven.openyurt.io_gateways.yaml"))
-                    .map_err(|e| KubeError(format!("read Gateway CRD: {e}")))?;
-            api.create_crd(&crd)?;
-            let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "raven-cfg", "namespace": "kube-system"},
-                "data": {"enable-l7-proxy": "true", "enable-l3-tunnel": "true"}});
-            api.admin(
-                "POST",
-                "/api/v1/namespaces/kube-system/configmaps",
-                Some(&cfg.to_string()),
-            )?;
-        }
+        api.install_gateway_api()?;
         for n in nodes {
             let node = json!({"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": n.name, "labels": {"raven.openyurt.io/gateway": n.gateway}}});

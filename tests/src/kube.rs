@@ -359,6 +359,19 @@ impl KubeApiServer {
         path: &str,
         body: Option<&str>,
     ) -> Result<Response, KubeError> {
+        let auth = ["-H".into(), format!("Authorization: Bearer {token}").into()];
+        self.request_with(&auth, method, path, body)
+    }
+
+    /// Like [`request`](Self::request), authenticated by `auth` (curl arguments: a bearer
+    /// token header, or `--cert <file>` for a client certificate).
+    pub fn request_with(
+        &self,
+        auth: &[std::ffi::OsString],
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Response, KubeError> {
         let content_type = match (method, body) {
             ("PATCH", _) => "application/merge-patch+json",
             (_, Some(b)) if !b.trim_start().starts_with('{') => "application/yaml",
@@ -366,8 +379,7 @@ impl KubeApiServer {
         };
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "-k", "--max-time", "30", "-X", method])
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {token}"))
+            .args(auth)
             .arg("-H")
             .arg(format!("Content-Type: {content_type}"))
             .args(["-H", "Accept: application/json", "-w", "\n%{http_code}"])
@@ -531,6 +543,24 @@ impl KubeApiServer {
             );
         }
         Ok(names)
+    }
+
+    /// Creates the Gateway CRD of `deploy/crds` and the `raven-cfg` ConfigMap with the proxy and
+    /// the tunnel on.
+    pub fn install_gateway_api(&self) -> Result<(), KubeError> {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let crd = fs::read_to_string(repo.join("deploy/crds/raven.openyurt.io_gateways.yaml"))
+            .map_err(|e| err(format!("read Gateway CRD: {e}")))?;
+        self.create_crd(&crd)?;
+        let cfg = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "raven-cfg", "namespace": "kube-system"},
+            "data": {"enable-l7-proxy": "true", "enable-l3-tunnel": "true"}});
+        self.admin(
+            "POST",
+            "/api/v1/namespaces/kube-system/configmaps",
+            Some(&cfg.to_string()),
+        )
+        .map(drop)
     }
 
     /// A token of raven-node's ServiceAccount (`kube-system/raven-node`, from

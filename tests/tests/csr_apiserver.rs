@@ -6,18 +6,18 @@
 //! `deploy/rbac/node` bound to that group by the test), and the raven-node ServiceAccount with
 //! real pod-bound tokens from the TokenRequest API (the production path).
 
-use std::path::Path;
+mod csr_support;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
+use csr_support::{T, cfg, openssl, refused_reason, rt};
+use raven_node::proxy::certs_kube::{self, CertKind, KubeCertConfig};
 use raven_tests::csr_cluster::{CsrCluster, GatewayNode, node_client};
 use raven_tests::kube::wait_for;
 use serde_json::{Value, json};
 
-const T: Duration = Duration::from_secs(30);
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 
 /// node-a is the proxy server (the elected proxy endpoint of exposed `gw-a`, public IP
@@ -42,33 +42,6 @@ fn setup() -> CsrCluster {
     c
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn cfg(node: &str, kind: CertKind, dir: &Path) -> KubeCertConfig {
-    let mut c = KubeCertConfig::new(node, kind, dir);
-    c.wait_timeout = T;
-    c
-}
-
-fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The pair file's certificate verifies against the CA file, for client or server auth.
 fn assert_verifies(c: &KubeCertConfig, purpose: &str) -> String {
     let pair = c.pair_path().to_string_lossy().into_owned();
@@ -84,16 +57,6 @@ fn assert_verifies(c: &KubeCertConfig, purpose: &str) -> String {
         "-ext",
         "subjectAltName,extendedKeyUsage",
     ])
-}
-
-fn refused_reason(r: Result<certs_kube::Issued, CertError>) -> String {
-    match r {
-        Err(CertError::Refused { kind, reason, .. }) => {
-            assert_eq!(kind, "Denied");
-            reason
-        }
-        other => panic!("expected a denial, got {other:?}"),
-    }
 }
 
 #[test]

@@ -12,13 +12,14 @@
 //! - raven-node's wiring (`daemon::proxy_certs::ProxyCsr`) requests it with the server role and
 //!   deletes it when the role goes.
 
+mod csr_support;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
+use csr_support::{T, cfg, openssl, refused_reason, rt};
 use raven_api::gateway::v1beta1::Gateway;
 use raven_node::daemon::proxy_certs::{CsrSettings, ProxyCsr};
-use raven_node::proxy::certs_kube::{self, CertError, CertKind, KubeCertConfig};
+use raven_node::proxy::certs_kube::{self, CertKind};
 use raven_tests::cluster_signer::request_as_cert;
 use raven_tests::csr_cluster::{CsrCluster, GATEWAYS as GW, GatewayNode, node_client};
 use raven_tests::kube::{ADMIN_TOKEN, KubeApiServer, wait_for};
@@ -27,15 +28,6 @@ use serde_json::{Value, json};
 const CLOUD: &str = "fc-cloud-1";
 const EDGE: &str = "fc-edge-1";
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
-const T: Duration = Duration::from_secs(60);
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// The Gateways as the API server has them.
 fn gateways(api: &KubeApiServer) -> Vec<Gateway> {
@@ -43,40 +35,11 @@ fn gateways(api: &KubeApiServer) -> Vec<Gateway> {
     serde_json::from_value(list["items"].clone()).expect("gateways")
 }
 
-fn cfg(node: &str, dir: &Path) -> KubeCertConfig {
-    let mut c = KubeCertConfig::new(node, CertKind::Front, dir);
-    c.wait_timeout = T;
-    c
-}
-
-fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn denial(r: Result<certs_kube::Issued, CertError>) -> String {
-    match r {
-        Err(CertError::Refused { kind, reason, .. }) => {
-            assert_eq!(kind, "Denied");
-            reason
-        }
-        other => panic!("expected a denial, got {other:?}"),
-    }
-}
-
 /// What kube-apiserver's authorizer says the certificate's holder may do.
 fn may(api: &KubeApiServer, pair: &Path, verb: &str, resource: &str, sub: &str) -> bool {
     let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
         "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "subresource": sub}}});
-    let (status, body) = request_as_cert(
+    let r = request_as_cert(
         api,
         pair,
         "POST",
@@ -84,8 +47,12 @@ fn may(api: &KubeApiServer, pair: &Path, verb: &str, resource: &str, sub: &str) 
         Some(&review.to_string()),
     )
     .expect("SelfSubjectAccessReview");
-    assert_eq!(status, 201, "the certificate must authenticate: {body}");
-    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        r.status, 201,
+        "the certificate must authenticate: {}",
+        r.body
+    );
+    let v: Value = r.json().expect("JSON");
     v["status"]["allowed"].as_bool().unwrap_or(false)
 }
 
@@ -150,7 +117,7 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     });
 
     // The proxy server gets it, signed by the cluster CA (kube-controller-manager).
-    let front = cfg(CLOUD, &dir.path().join("cloud"));
+    let front = cfg(CLOUD, CertKind::Front, &dir.path().join("cloud"));
     std::fs::create_dir_all(&front.dir).expect("dir");
     rt.block_on(certs_kube::request_once(&cloud, &front))
         .unwrap_or_else(|e| {
@@ -181,14 +148,14 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     assert!(may(api, &pair, "get", "nodes", "metrics"), "nodes/metrics");
     assert!(!may(api, &pair, "get", "secrets", ""), "secrets");
     assert!(!may(api, &pair, "get", "nodes", ""), "nodes");
-    let (status, _) = request_as_cert(api, &pair, "GET", "/api/v1/secrets", None).expect("GET");
-    assert_eq!(status, 403, "the front's identity reads no API object");
+    let r = request_as_cert(api, &pair, "GET", "/api/v1/secrets", None).expect("GET");
+    assert_eq!(r.status, 403, "the front's identity reads no API object");
 
     // An edge node is not a proxy server: denied, nothing written.
-    let edge_front = cfg(EDGE, &dir.path().join("edge"));
+    let edge_front = cfg(EDGE, CertKind::Front, &dir.path().join("edge"));
     std::fs::create_dir_all(&edge_front.dir).expect("dir");
     assert_eq!(
-        denial(rt.block_on(certs_kube::request_once(&edge, &edge_front))),
+        refused_reason(rt.block_on(certs_kube::request_once(&edge, &edge_front))),
         "NotProxyServer"
     );
     assert!(!edge_front.pair_path().exists());
@@ -246,10 +213,10 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
         !pair.exists(),
         "the front certificate is deleted with the role"
     );
-    let again = cfg(CLOUD, &dir.path().join("again"));
+    let again = cfg(CLOUD, CertKind::Front, &dir.path().join("again"));
     std::fs::create_dir_all(&again.dir).expect("dir");
     assert_eq!(
-        denial(rt.block_on(certs_kube::request_once(&cloud, &again))),
+        refused_reason(rt.block_on(certs_kube::request_once(&cloud, &again))),
         "NotProxyServer"
     );
     drop(csr);

@@ -508,41 +508,37 @@ mod tests {
         }
     }
 
+    /// The subject `cfg`'s request asks for; fails if it requests any extension.
+    fn requested_subject_without_extensions(cfg: &KubeCertConfig) -> String {
+        let (_, pem) = key_and_request(cfg).expect("csr");
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        let (_, req) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .expect("csr");
+        assert!(
+            req.requested_extensions()
+                .is_none_or(|mut e| e.next().is_none())
+        );
+        req.certification_request_info.subject.to_string()
+    }
+
     #[test]
     fn request_names_the_node_and_only_server_certs_carry_sans() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut cfg = KubeCertConfig::new("edge-1", CertKind::Client, dir.path());
         cfg.dns_names = vec!["edge-1".into()];
-        let (_, pem) = key_and_request(&cfg).expect("csr");
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
-        let (_, req) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
-                .expect("csr");
         assert_eq!(
-            req.certification_request_info.subject.to_string(),
+            requested_subject_without_extensions(&cfg),
             "CN=raven-proxy-client:edge-1"
-        );
-        assert!(
-            req.requested_extensions()
-                .is_none_or(|mut e| e.next().is_none())
         );
         cfg.kind = CertKind::Server;
         let (_, pem) = key_and_request(&cfg).expect("csr");
         assert!(pem.contains("CERTIFICATE REQUEST"));
         // The front's kubelet identity: its node in the CN, the RBAC group in O, no SANs.
         cfg.kind = CertKind::Front;
-        let (_, pem) = key_and_request(&cfg).expect("csr");
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
-        let (_, req) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
-                .expect("csr");
         assert_eq!(
-            req.certification_request_info.subject.to_string(),
+            requested_subject_without_extensions(&cfg),
             "CN=raven-proxy-front:edge-1, O=raven:proxy-fronts"
-        );
-        assert!(
-            req.requested_extensions()
-                .is_none_or(|mut e| e.next().is_none())
         );
         assert_eq!(
             CertKind::Front.signer(),
