@@ -417,3 +417,7 @@ fn record_dial(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "dialer_tests.rs"]
+mod tests;

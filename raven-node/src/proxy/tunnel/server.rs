@@ -47,7 +47,12 @@ impl Tunnels {
         self.by_domain.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add(&self, node: String, domain: Domain, sender: SendRequest<Bytes>) -> Arc<TunnelConn> {
+    pub(super) fn add(
+        &self,
+        node: String,
+        domain: Domain,
+        sender: SendRequest<Bytes>,
+    ) -> Arc<TunnelConn> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let t = Arc::new(TunnelConn {
             id,
