@@ -151,6 +151,65 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     let r = request_as_cert(api, &pair, "GET", "/api/v1/secrets", None).expect("GET");
     assert_eq!(r.status, 403, "the front's identity reads no API object");
 
+    // The proxy server smuggles a second request behind its own: a mislabelled END line makes
+    // kube-controller-manager (Go's PEM reader) skip the first block and sign the second, for a
+    // cluster administrator. Denied as a whole, never signed.
+    let own = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=raven-proxy-front:fc-cloud-1/O=raven:proxy-fronts",
+    ]);
+    let admin = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=mallory/O=kubeadm:cluster-admins",
+    ]);
+    let smuggled = format!(
+        "{}{admin}",
+        own.replace("-----END CERTIFICATE REQUEST-----", "-----END X-----")
+    );
+    let smuggling = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "smuggled"},
+        "spec": {"request": base64(smuggled.as_bytes()),
+                 "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["digital signature", "client auth"]}});
+    let r = api
+        .request(
+            &format!("token-{CLOUD}"),
+            "POST",
+            CSRS,
+            Some(&smuggling.to_string()),
+        )
+        .expect("POST");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (answer, _) = wait_for(T, "the smuggling CSR decided", || {
+        let v = api
+            .get_json(&format!("{CSRS}/smuggled"))
+            .map_err(|e| e.to_string())?
+            .ok_or("gone")?;
+        Ok(v["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+            .then_some(v))
+    })
+    .unwrap_or_else(|e| panic!("{e}\ncontroller:\n{}", c.controller.log_text()));
+    let conditions = &answer["status"]["conditions"];
+    assert_eq!(conditions[0]["type"], "Denied", "{answer}");
+    assert_eq!(conditions[0]["reason"], "BadRequest", "{answer}");
+    assert!(answer["status"].get("certificate").is_none(), "{answer}");
+
     // An edge node is not a proxy server: denied, nothing written.
     let edge_front = cfg(EDGE, CertKind::Front, &dir.path().join("edge"));
     std::fs::create_dir_all(&edge_front.dir).expect("dir");

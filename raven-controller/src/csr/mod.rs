@@ -212,7 +212,7 @@ async fn handle(
         return Ok(());
     }
     let request_pem = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
-    let parsed = policy::parse(kind, request_pem.as_bytes());
+    let parsed = policy::parse(kind, &csr.spec.request.0);
     if !has_condition(&csr, "Approved") {
         let verdict = match &parsed {
             Err(d) => Err(d.clone()),

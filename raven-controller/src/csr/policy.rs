@@ -100,6 +100,8 @@ pub fn is_ours(kind: Kind, request_pem: &[u8]) -> bool {
     if kind != Kind::Front {
         return true;
     }
+    // Whatever a lenient reader would make of it: any request of that signer whose first
+    // block claims our subject is ours to decide (and to deny when it is not exactly one block).
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(request_pem) else {
         return false;
     };
@@ -144,19 +146,50 @@ pub struct Parsed {
     pub ips: Vec<IpAddr>,
 }
 
-/// Parses and checks the request's form (signature, subject, extensions) for `kind`.
-pub fn parse(kind: Kind, request_pem: &[u8]) -> Result<Parsed, Denial> {
-    let der = x509_parser::pem::parse_x509_pem(request_pem)
-        .map_err(|e| deny("BadRequest", format!("spec.request is not PEM: {e}")))?
-        .1;
-    if der.label != "CERTIFICATE REQUEST" {
-        return Err(deny(
-            "BadRequest",
-            format!("spec.request holds a {:?} block", der.label),
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE REQUEST-----";
+const PEM_END: &str = "-----END CERTIFICATE REQUEST-----";
+
+/// The DER of a request that is exactly one PEM block, `CERTIFICATE REQUEST`, with no headers
+/// and nothing but whitespace around it. Stricter than PEM readers are, on purpose: the
+/// request we approve must be the request the signer reads. kube-controller-manager (Go's
+/// `pem.Decode`) skips a block whose END label does not match and signs the next one, where a
+/// lenient reader stops at the first `-----END`; a second block, text around the block or a
+/// header could each make the two read different requests (an approved
+/// `raven-proxy-front:<node>` signed as a cluster administrator).
+fn single_pem_block(request_pem: &[u8]) -> Result<Vec<u8>, Denial> {
+    use base64::Engine;
+    let bad = |why: &str| deny("BadRequest", format!("spec.request: {why}"));
+    let text = std::str::from_utf8(request_pem).map_err(|_| bad("not ASCII PEM"))?;
+    let body = text
+        .trim()
+        .strip_prefix(PEM_BEGIN)
+        .and_then(|t| t.strip_suffix(PEM_END))
+        .ok_or_else(|| bad("must be exactly one CERTIFICATE REQUEST PEM block and nothing else"))?;
+    let b64: String = body.split_ascii_whitespace().collect();
+    if !b64
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    {
+        return Err(bad(
+            "the PEM block holds more than base64 (headers or another block)",
         ));
     }
-    let (_, csr) = X509CertificationRequest::from_der(&der.contents)
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| bad(&format!("bad base64: {e}")))
+}
+
+/// Parses and checks the request's form (signature, subject, extensions) for `kind`.
+pub fn parse(kind: Kind, request_pem: &[u8]) -> Result<Parsed, Denial> {
+    let der = single_pem_block(request_pem)?;
+    let (rest, csr) = X509CertificationRequest::from_der(&der)
         .map_err(|e| deny("BadRequest", format!("not a PKCS#10 request: {e}")))?;
+    if !rest.is_empty() {
+        return Err(deny(
+            "BadRequest",
+            "spec.request has bytes after the PKCS#10 request",
+        ));
+    }
     csr.verify_signature()
         .map_err(|_| deny("BadRequest", "the request's signature does not verify"))?;
     let subject = &csr.certification_request_info.subject;
@@ -673,6 +706,57 @@ mod tests {
             &[gw("c", true, "", vec![("a", "proxy", "198.51.100.1")])],
         );
         assert!(!gone.exists && !gone.proxy_server && gone.allowed_ips.is_empty());
+    }
+
+    /// Requests a lenient PEM reader and Go's `pem.Decode` (kube-controller-manager) would
+    /// read differently are refused, whatever the first block says.
+    #[test]
+    fn only_exactly_one_plain_pem_block_is_read() {
+        let front =
+            String::from_utf8(csr_in("raven-proxy-front:a", &[FRONT], vec![])).expect("pem");
+        let admin =
+            String::from_utf8(csr_in("admin", &["kubeadm:cluster-admins"], vec![])).expect("pem");
+        let smuggled = format!(
+            "{}{}",
+            front.replace("-----END CERTIFICATE REQUEST-----", "-----END X-----"),
+            admin
+        );
+        let cases: Vec<(&str, String, bool)> = vec![
+            ("as made", front.clone(), true),
+            ("CRLF line ends", front.replace('\n', "\r\n"), true),
+            ("surrounding blank lines", format!("\n\n{front}\n"), true),
+            ("a second block behind a mislabelled END", smuggled, false),
+            ("two blocks", format!("{front}{admin}"), false),
+            ("text before", format!("hello\n{front}"), false),
+            ("text after", format!("{front}bye\n"), false),
+            (
+                "text on the BEGIN line",
+                front.replacen("REQUEST-----", "REQUEST----- x", 1),
+                false,
+            ),
+            (
+                "a header",
+                front.replacen("REQUEST-----\n", "REQUEST-----\nProc-Type: 4,X\n\n", 1),
+                false,
+            ),
+            (
+                "another label",
+                front.replace("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"),
+                false,
+            ),
+        ];
+        for (what, pem, ok) in cases {
+            let got = parse(Kind::Front, pem.as_bytes());
+            assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
+            if let Err(d) = got {
+                assert_eq!(d.reason, "BadRequest", "{what}");
+            }
+            // The first block still claims our subject: ours to deny, never to leave pending
+            // for someone else to approve.
+            if what == "a second block behind a mislabelled END" {
+                assert!(is_ours(Kind::Front, pem.as_bytes()), "{what}");
+            }
+        }
     }
 
     #[test]
