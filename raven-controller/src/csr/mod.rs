@@ -150,6 +150,16 @@ pub async fn run(client: Client, settings: CsrSettings) {
             }
         }
     };
+    let honoured = match client.apiserver_version().await {
+        Ok(v) => policy::honours_expiration(&v.major, &v.minor),
+        Err(e) => {
+            // Unknown: enforce the cap (a request without expirationSeconds is then denied
+            // and retried by its node, never approved for a year).
+            warn!("API server version: {e}; front certificates must ask for a lifetime");
+            true
+        }
+    };
+    info!(honoured, "spec.expirationSeconds of front certificates");
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let mut stream = std::pin::pin!(watcher::watcher(csrs.clone(), watcher::Config::default()));
     while let Some(event) = stream.next().await {
@@ -163,7 +173,7 @@ pub async fn run(client: Client, settings: CsrSettings) {
             }
         };
         for csr in objects {
-            if let Err(e) = handle(&client, &csrs, &settings, &ca, csr).await {
+            if let Err(e) = handle(&client, &csrs, &settings, &ca, honoured, csr).await {
                 warn!("CSR: {e}");
             }
         }
@@ -194,6 +204,7 @@ async fn handle(
     csrs: &Api<CertificateSigningRequest>,
     s: &CsrSettings,
     ca: &Ca,
+    honoured: bool,
     mut csr: CertificateSigningRequest,
 ) -> Result<(), String> {
     let Some(kind) = Kind::of_signer(&csr.spec.signer_name) else {
@@ -226,6 +237,10 @@ async fn handle(
                     &requester,
                     &s.raven_node_user,
                     &facts,
+                    policy::Expiry {
+                        requested: csr.spec.expiration_seconds,
+                        honoured,
+                    },
                 )
             }
         };

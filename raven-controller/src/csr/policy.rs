@@ -22,6 +22,10 @@
 //! - server and front: the node is a proxy server now, an active proxy endpoint of an exposed
 //!   Gateway. The front certificate may call every kubelet's API (exec into any pod), and a
 //!   server certificate is what edges trust as the cloud, so other nodes never get either;
+//! - front, where Kubernetes honours `spec.expirationSeconds` (≥ 1.22, [`honours_expiration`]):
+//!   the request asks for at most [`FRONT_MAX_LIFETIME_SECONDS`]. Otherwise
+//!   kube-controller-manager signs for its `--cluster-signing-duration` (a year by default),
+//!   and a node that lost the server role would keep exec rights that long;
 //! - the only requested extension is subjectAltName: none for a client or front; for a server, DNS
 //!   names limited to `<node>` and IP addresses limited to the node's own addresses and the
 //!   public IPs of its active proxy endpoints in Gateway status (what edge clients dial, as
@@ -302,6 +306,25 @@ pub struct NodeFacts {
     pub proxy_server: bool,
 }
 
+/// The longest front certificate approved where Kubernetes honours `spec.expirationSeconds`:
+/// one day (raven-node asks for exactly that and renews at 2/3).
+pub const FRONT_MAX_LIFETIME_SECONDS: i32 = 24 * 3600;
+
+/// Whether an API server of this version makes kube-controller-manager honour
+/// `spec.expirationSeconds` (Kubernetes 1.22 and later; minor versions may carry a `+`).
+pub fn honours_expiration(major: &str, minor: &str) -> bool {
+    let num = |s: &str| {
+        s.trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u32>()
+            .ok()
+    };
+    match (num(major), num(minor)) {
+        (Some(1), Some(m)) => m >= 22,
+        (Some(major), Some(_)) => major > 1,
+        _ => false,
+    }
+}
+
 /// The facts about `node`, pure: `addresses` from its status (`None`: no such Node) and the
 /// Gateways. It is a proxy server when it is an active proxy endpoint of an exposed Gateway;
 /// the IPs its server certificate may carry are its addresses and the public IPs of those
@@ -328,6 +351,15 @@ pub fn node_facts(node: &str, addresses: Option<Vec<IpAddr>>, gateways: &[Gatewa
     facts
 }
 
+/// A request's `spec.expirationSeconds`, and whether the cluster honours it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// `spec.expirationSeconds`.
+    pub requested: Option<i32>,
+    /// The cluster's signers honour it ([`honours_expiration`]).
+    pub honoured: bool,
+}
+
 /// Approve (`Ok`) or deny a parsed request. `raven_node_user` is the raven-node
 /// ServiceAccount's user name.
 pub fn decide(
@@ -337,6 +369,7 @@ pub fn decide(
     requester: &Requester,
     raven_node_user: &str,
     node: &NodeFacts,
+    expiry: Expiry,
 ) -> Result<(), Denial> {
     let requester_node = if let Some(n) = requester.username.strip_prefix("system:node:") {
         if !requester.groups.iter().any(|g| g == "system:nodes") {
@@ -384,6 +417,21 @@ pub fn decide(
         return Err(deny(
             "UnknownNode",
             format!("node {:?} does not exist", parsed.node),
+        ));
+    }
+    if kind == Kind::Front
+        && expiry.honoured
+        && !expiry
+            .requested
+            .is_some_and(|s| (600..=FRONT_MAX_LIFETIME_SECONDS).contains(&s))
+    {
+        return Err(deny(
+            "BadExpiration",
+            format!(
+                "a kubelet client certificate must ask for spec.expirationSeconds between 600 \
+                 and {FRONT_MAX_LIFETIME_SECONDS}, got {:?}",
+                expiry.requested
+            ),
         ));
     }
     if kind != Kind::Client && !node.proxy_server {
@@ -760,6 +808,70 @@ mod tests {
     }
 
     #[test]
+    fn front_lifetime_is_capped_where_kubernetes_honours_it() {
+        let front = parse(
+            Kind::Front,
+            &csr_in("raven-proxy-front:a", &[FRONT], vec![]),
+        )
+        .expect("ok");
+        let client = parse(Kind::Client, &csr("raven-proxy-client:a", false, vec![])).expect("ok");
+        let cu = strs(&["digital signature", "client auth"]);
+        let me = node_user("a");
+        let day = FRONT_MAX_LIFETIME_SECONDS;
+        for (what, kind, parsed, requested, honoured, ok) in [
+            ("a day", Kind::Front, &front, Some(day), true, true),
+            ("ten minutes", Kind::Front, &front, Some(600), true, true),
+            ("not asked", Kind::Front, &front, None, true, false),
+            ("a year", Kind::Front, &front, Some(365 * day), true, false),
+            ("too short", Kind::Front, &front, Some(60), true, false),
+            (
+                "not asked, old cluster",
+                Kind::Front,
+                &front,
+                None,
+                false,
+                true,
+            ),
+            (
+                "proxy client, not asked",
+                Kind::Client,
+                &client,
+                None,
+                true,
+                true,
+            ),
+        ] {
+            let got = decide(
+                kind,
+                parsed,
+                &cu,
+                &me,
+                SA,
+                &proxy_server_facts(),
+                Expiry {
+                    requested,
+                    honoured,
+                },
+            );
+            assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
+            if let Err(d) = got {
+                assert_eq!(d.reason, "BadExpiration", "{what}");
+            }
+        }
+        for (major, minor, want) in [
+            ("1", "20", false),
+            ("1", "21+", false),
+            ("1", "22", true),
+            ("1", "30+", true),
+            ("2", "0", true),
+            ("", "", false),
+            ("1", "x", false),
+        ] {
+            assert_eq!(honours_expiration(major, minor), want, "{major}.{minor}");
+        }
+    }
+
+    #[test]
     fn tampered_request_fails_signature() {
         let pem = String::from_utf8(csr("raven-proxy-client:a", false, vec![])).expect("utf8");
         // Flip one base64 character in the middle of the body.
@@ -1002,7 +1114,7 @@ mod tests {
             ),
         ];
         for (case, kind, parsed, usages, req, node, want) in cases {
-            let got = decide(kind, parsed, &usages, &req, SA, &node);
+            let got = decide(kind, parsed, &usages, &req, SA, &node, Expiry::default());
             match (got, want) {
                 (Ok(()), Ok(())) => {}
                 (Err(d), Err(reason)) => assert_eq!(d.reason, reason, "{case}: {d:?}"),

@@ -235,18 +235,29 @@ impl ProxyCsr {
                 tasks.front = Some(spawn_kind(&self.rt, &self.client, cfg));
             }
             (false, Some(running)) => {
+                // The requester may be inside its (synchronous) file write right now: delete
+                // once it has really stopped, so the file cannot come back after the delete.
                 running.abort();
                 let path = self.settings.front_pair_path(&self.node);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => tracing::info!(path = %path.display(),
-                        "proxy front kubelet client certificate deleted (no longer a proxy server)"),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!(path = %path.display(),
-                        "deleting the proxy front kubelet client certificate: {e}"),
-                }
+                self.rt.spawn(async move {
+                    let _ = running.await;
+                    delete_front_file(&path);
+                });
             }
-            (false, None) => {}
+            // Also a file left from before a restart, when the role was lost meanwhile.
+            (false, None) => delete_front_file(&self.settings.front_pair_path(&self.node)),
         }
+    }
+}
+
+/// Deletes the front certificate's file (absent is fine).
+fn delete_front_file(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(),
+            "proxy front kubelet client certificate deleted (not a proxy server)"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %path.display(),
+            "deleting the proxy front kubelet client certificate: {e}"),
     }
 }
 
