@@ -245,6 +245,23 @@ fn overlays_hold_what_each_mode_needs() {
     );
     let dep = get(&objs, "Deployment", "raven-controller");
     assert_eq!(dep["spec"]["replicas"], 2);
+    // Never scheduled on an edge node: only label keys a kubelet cannot set on itself.
+    let terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        .as_array()
+        .expect("required node affinity");
+    let keys: Vec<&str> = terms
+        .iter()
+        .flat_map(|t| t["matchExpressions"].as_array().into_iter().flatten())
+        .filter_map(|e| e["key"].as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "node-role.kubernetes.io/control-plane",
+            "node-restriction.kubernetes.io/raven-controller"
+        ]
+    );
     let ports = dep["spec"]["template"]["spec"]["containers"][0]["ports"]
         .as_array()
         .expect("ports");
