@@ -78,22 +78,8 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
         .unwrap_or_else(|e| panic!("{e}"));
 
     // Someone else's request to the same signer (an administrator's own user): never ours.
-    let foreign = openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "/dev/null",
-        "-subj",
-        "/CN=alice",
-    ]);
-    let foreign_csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-        "metadata": {"name": "alice-client"},
-        "spec": {"request": base64(foreign.as_bytes()),
-                 "signerName": "kubernetes.io/kube-apiserver-client",
-                 "usages": ["digital signature", "client auth"]}});
+    let foreign = new_request("/CN=alice");
+    let foreign_csr = client_signer_csr("alice-client", &foreign);
     api.admin("POST", CSRS, Some(&foreign_csr.to_string()))
         .expect("foreign CSR");
 
@@ -154,37 +140,13 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     // The proxy server smuggles a second request behind its own: a mislabelled END line makes
     // kube-controller-manager (Go's PEM reader) skip the first block and sign the second, for a
     // cluster administrator. Denied as a whole, never signed.
-    let own = openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "/dev/null",
-        "-subj",
-        "/CN=raven-proxy-front:fc-cloud-1/O=raven:proxy-fronts",
-    ]);
-    let admin = openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "/dev/null",
-        "-subj",
-        "/CN=mallory/O=kubeadm:cluster-admins",
-    ]);
+    let own = new_request("/CN=raven-proxy-front:fc-cloud-1/O=raven:proxy-fronts");
+    let admin = new_request("/CN=mallory/O=kubeadm:cluster-admins");
     let smuggled = format!(
         "{}{admin}",
         own.replace("-----END CERTIFICATE REQUEST-----", "-----END X-----")
     );
-    let smuggling = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-        "metadata": {"name": "smuggled"},
-        "spec": {"request": base64(smuggled.as_bytes()),
-                 "signerName": "kubernetes.io/kube-apiserver-client",
-                 "usages": ["digital signature", "client auth"]}});
+    let smuggling = client_signer_csr("smuggled", &smuggled);
     let r = api
         .request(
             &format!("token-{CLOUD}"),
@@ -284,6 +246,30 @@ fn front_certificates_go_to_proxy_servers_only_and_are_signed_by_the_cluster() {
     );
     drop(csr);
     assert!(c.controller.running(), "{}", c.controller.log_text());
+}
+
+/// A new PKCS#10 request (PEM) for `subject` (openssl's `/CN=../O=..` form), key thrown away.
+fn new_request(subject: &str) -> String {
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        subject,
+    ])
+}
+
+/// A CSR object `name` for Kubernetes' client signer carrying `request_pem` as is.
+fn client_signer_csr(name: &str, request_pem: &str) -> Value {
+    json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {"request": base64(request_pem.as_bytes()),
+                 "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["digital signature", "client auth"]}})
 }
 
 fn base64(b: &[u8]) -> String {
