@@ -2,13 +2,64 @@
 //! name and UID into the user's `extra` (`authentication.kubernetes.io/pod-name`, `/pod-uid`);
 //! the pod must still exist with that UID, and its `spec.nodeName` is the node. Used by the CSR
 //! approver and the Gateway admission check: every raven-node pod shares one ServiceAccount,
-//! so only the pod binding tells the nodes apart.
+//! so only the pod binding tells the nodes apart. Both also map a request's user to the node
+//! it speaks for the same way ([`identity`], pure).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use raven_api::wellknown::{EXTRA_POD_NAME, EXTRA_POD_UID};
+
+/// The node a request's user speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// Neither a node nor raven-node's ServiceAccount.
+    Other,
+    /// This node: `system:node:<n>` in `system:nodes`, or raven-node's ServiceAccount with a
+    /// token bound to a pod on `<n>`.
+    Node(String),
+    /// raven-node's ServiceAccount without a pod binding that names a node.
+    UnboundAgent,
+}
+
+/// The node `username` (in `groups`) speaks for, given raven-node's ServiceAccount user name
+/// and, for that account, the node of its token's pod (`None` when unbound or unknown). Pure.
+pub fn identity(
+    username: &str,
+    groups: &[String],
+    raven_node_user: &str,
+    pod_node: Option<&str>,
+) -> Identity {
+    if let Some(n) = username.strip_prefix("system:node:")
+        && groups.iter().any(|g| g == "system:nodes")
+        && !n.is_empty()
+    {
+        return Identity::Node(n.to_owned());
+    }
+    if username == raven_node_user {
+        return match pod_node {
+            Some(n) if !n.is_empty() => Identity::Node(n.to_owned()),
+            _ => Identity::UnboundAgent,
+        };
+    }
+    Identity::Other
+}
+
+/// For raven-node's ServiceAccount with a pod binding, the node of that pod (looked up in
+/// `namespace`); `None` for every other user or binding.
+pub async fn agent_pod_node(
+    client: &Client,
+    namespace: &str,
+    raven_node_user: &str,
+    username: &str,
+    pod: Option<&(String, String)>,
+) -> Result<Option<String>, String> {
+    match pod {
+        Some(pod) if username == raven_node_user => node_of_pod(client, namespace, pod).await,
+        _ => Ok(None),
+    }
+}
 
 /// The `(pod name, pod UID)` a user's `extra` binds it to, if any.
 pub fn pod_binding(extra: &BTreeMap<String, Vec<String>>) -> Option<(String, String)> {

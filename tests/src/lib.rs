@@ -9,6 +9,7 @@ pub mod chain;
 pub mod cluster_signer;
 pub mod cmd;
 pub mod cni_env;
+pub mod controller_process;
 pub mod csr_cluster;
 pub mod error;
 pub mod kernel;

@@ -336,12 +336,15 @@ async fn requester(
     csr: &CertificateSigningRequest,
 ) -> Result<Requester, String> {
     let username = csr.spec.username.clone().unwrap_or_default();
-    let mut pod_node = None;
-    if username == s.raven_node_user
-        && let Some(pod) = bound_pod::pod_binding(&csr.spec.extra.clone().unwrap_or_default())
-    {
-        pod_node = bound_pod::node_of_pod(client, &s.namespace, &pod).await?;
-    }
+    let pod = csr.spec.extra.as_ref().and_then(bound_pod::pod_binding);
+    let pod_node = bound_pod::agent_pod_node(
+        client,
+        &s.namespace,
+        &s.raven_node_user,
+        &username,
+        pod.as_ref(),
+    )
+    .await?;
     Ok(Requester {
         username,
         groups: csr.spec.groups.clone().unwrap_or_default(),

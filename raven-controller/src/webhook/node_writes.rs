@@ -22,16 +22,7 @@ use raven_api::gateway::EndpointType;
 use raven_api::gateway::v1beta1::Gateway;
 use raven_api::wellknown::CONFIG_PUBLIC_KEY;
 
-/// Who writes, as far as the node binding goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Writer {
-    /// Not a node agent: not checked here.
-    Other,
-    /// The agent of this node.
-    Node(String),
-    /// The raven-node ServiceAccount without a pod binding that names a node.
-    UnboundAgent,
-}
+pub use crate::bound_pod::Identity as Writer;
 
 /// The request's user, as the admission request carries it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,21 +34,9 @@ pub struct UserInfo {
 }
 
 /// The writer, given the raven-node ServiceAccount's user name and, for that account, the node
-/// of the pod its token is bound to (resolved by the caller; `None` when unbound or unknown).
+/// of the pod its token is bound to ([`crate::bound_pod::identity`]).
 pub fn writer(user: &UserInfo, raven_node_user: &str, pod_node: Option<&str>) -> Writer {
-    if let Some(n) = user.username.strip_prefix("system:node:")
-        && user.groups.iter().any(|g| g == "system:nodes")
-        && !n.is_empty()
-    {
-        return Writer::Node(n.to_owned());
-    }
-    if user.username == raven_node_user {
-        return match pod_node {
-            Some(n) if !n.is_empty() => Writer::Node(n.to_owned()),
-            _ => Writer::UnboundAgent,
-        };
-    }
-    Writer::Other
+    crate::bound_pod::identity(&user.username, &user.groups, raven_node_user, pod_node)
 }
 
 /// Whether `writer` may turn `old` into `new` (`old` is `None` on CREATE). `Err` says what it

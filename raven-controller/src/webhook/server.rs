@@ -51,15 +51,18 @@ impl NodeWriters {
     /// The writer of a request: a raven-node token's pod is looked up (a failed lookup leaves
     /// it unbound, so its writes are refused, never let through).
     async fn writer(&self, r: &review::Requester) -> Writer {
-        let mut pod_node = None;
-        if r.user.username == self.raven_node_user
-            && let Some(pod) = &r.pod
-        {
-            match crate::bound_pod::node_of_pod(&self.client, &self.namespace, pod).await {
-                Ok(n) => pod_node = n,
-                Err(e) => warn!("Gateway admission: {e}; the write is refused"),
-            }
-        }
+        let pod_node = crate::bound_pod::agent_pod_node(
+            &self.client,
+            &self.namespace,
+            &self.raven_node_user,
+            &r.user.username,
+            r.pod.as_ref(),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            warn!("Gateway admission: {e}; the write is refused");
+            None
+        });
         node_writes::writer(&r.user, &self.raven_node_user, pod_node.as_deref())
     }
 }
